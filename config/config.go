@@ -1,0 +1,62 @@
+// Package config holds the sidecar's configuration: the Config struct, parsing of flags and their
+// NAT464_* environment twins, and validation with errors that name the flag at fault. It does no
+// I/O beyond reading files it is pointed at.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Mapping is one inbound forwarding rule: accept on Listen (IPv6, V6ONLY), forward to Target.
+type Mapping struct {
+	Listen netip.AddrPort
+	Target netip.AddrPort
+}
+
+func (m Mapping) String() string { return m.Listen.String() + "=" + m.Target.String() }
+
+// Engine selects the front end and relay.
+type Engine string
+
+const (
+	EngineAuto      Engine = "auto"
+	EngineSplice    Engine = "splice"
+	EngineGoroutine Engine = "goroutine"
+)
+
+// Config is everything a user can set. Zero values are not defaults: Parse fills every field.
+type Config struct {
+	Inbound     []Mapping
+	AdminListen string
+	Engine      Engine
+	// MaxConns caps concurrent flows (inbound and outbound together); derived from RLIMIT_NOFILE
+	// when not given (MaxConnsDerived then says so).
+	MaxConns        int
+	MaxConnsDerived bool
+	IdleTimeout     time.Duration
+	DrainTimeout    time.Duration
+	LogLevel        string
+	LogFormat       string
+	ShowVersion     bool
+
+	// Outbound proxy.
+	ProxyListen      string // "" when disabled ("off")
+	HandshakeTimeout time.Duration
+	ProxyAuthFile    string
+
+	// Resolver, NAT64 and Happy Eyeballs.
+	ResolvConf         string
+	HostsFile          string
+	NAT64Mode          string // "auto", "none" or "static"
+	NAT64Prefixes      []netip.Prefix
+	NAT64Strict        bool
+	HEFirstFamilyCount int
+	HEResolutionDelay  time.Duration
+	HEAttemptDelay     time.Duration
+	HEMaxConcurrent    int
+	DialTimeout        time.Duration
+
+	// Admin extras.
+	Pprof bool
+}

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package config
+
+// DefaultMaxConns is fixed where the file limit cannot be read.
+func DefaultMaxConns() int { return maxConnsFor(8192) }

@@ -1,0 +1,17 @@
+//go:build unix
+
+package config
+
+import "golang.org/x/sys/unix"
+
+// DefaultMaxConns derives the flow cap from the soft RLIMIT_NOFILE (which the Go runtime raises to
+// the hard limit at start); see maxConnsFor.
+func DefaultMaxConns() int { return maxConnsFor(rlimit()) }
+
+func rlimit() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 1024
+	}
+	return rl.Cur
+}

@@ -1,0 +1,284 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrHelp is returned by Parse when -h or --help was asked for; usage has been written.
+var ErrHelp = flag.ErrHelp
+
+// Defaults that are fixed (MaxConns depends on the process's file limit, see DefaultMaxConns).
+const (
+	DefaultInbound          = "8080=127.0.0.1:80"
+	DefaultAdminListen      = "[::]:9464"
+	DefaultProxyListen      = "127.0.0.1:1080"
+	DefaultDrainTimeout     = 25 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+)
+
+// EnvName returns the environment twin of a flag: "he-attempt-delay" -> "NAT464_HE_ATTEMPT_DELAY".
+func EnvName(flagName string) string {
+	return "NAT464_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// listFlags are the flags whose environment value is a comma-separated list.
+var listFlags = map[string]bool{"inbound": true}
+
+// Parse reads args (without the program name) and, for every flag not given in args, its
+// environment twin through getenv. usage receives the help text on -h. Every error names the flag.
+func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
+	c := &Config{}
+	var inbound []string
+	var maxConns, nat64 string
+	fs := flag.NewFlagSet("nat464-sidecar", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.Func("inbound", "LISTEN=TARGET inbound mapping, repeatable (default "+DefaultInbound+")", func(s string) error {
+		inbound = append(inbound, s)
+		return nil
+	})
+	fs.StringVar(&c.AdminListen, "admin-listen", DefaultAdminListen, "address of the probe/metrics HTTP server")
+	fs.StringVar((*string)(&c.Engine), "engine", string(EngineAuto), "auto|splice|goroutine")
+	fs.StringVar(&maxConns, "max-conns", "", "cap on concurrent flows (default derived from RLIMIT_NOFILE)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close a flow idle this long (0 = never)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "how long in-flight flows may finish after SIGTERM")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug|info|warn|error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json|text")
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
+	fs.StringVar(&c.ProxyListen, "proxy-listen", DefaultProxyListen, "outbound proxy (SOCKS5/4a, HTTP CONNECT) address, or off")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "deadline for a proxy handshake")
+	fs.StringVar(&c.ProxyAuthFile, "proxy-auth-file", "", "file of user:password lines; enables proxy authentication")
+	fs.StringVar(&c.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration")
+	fs.StringVar(&c.HostsFile, "hosts-file", "/etc/hosts", "hosts file consulted before DNS")
+	fs.StringVar(&nat64, "nat64-prefix", "auto", "auto|none|PREFIX[,PREFIX] (RFC 6052 / RFC 7050)")
+	fs.BoolVar(&c.NAT64Strict, "nat64-strict", false, "refuse the Well-Known Prefix for non-global IPv4 (RFC 6052 §3.1)")
+	fs.IntVar(&c.HEFirstFamilyCount, "he-first-family-count", 1, "RFC 8305 First Address Family Count")
+	fs.DurationVar(&c.HEResolutionDelay, "he-resolution-delay", 50*time.Millisecond, "RFC 8305 Resolution Delay")
+	fs.DurationVar(&c.HEAttemptDelay, "he-attempt-delay", 250*time.Millisecond, "RFC 8305 Connection Attempt Delay, clamped to [10ms, 2s]")
+	fs.IntVar(&c.HEMaxConcurrent, "he-max-concurrent", 4, "most connection attempts in flight at once")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", DefaultDialTimeout, "bound on a whole Happy Eyeballs race")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin port")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, ErrHelp
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("config: unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv, &inbound); err != nil {
+		return nil, err
+	}
+	if err := c.finish(inbound, maxConns, nat64); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// applyEnv sets every flag that args did not set from its NAT464_* twin.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string, inbound *[]string) error {
+	if getenv == nil {
+		return nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(EnvName(f.Name))
+		if err != nil || set[f.Name] || v == "" {
+			return
+		}
+		if listFlags[f.Name] {
+			for _, item := range strings.Split(v, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					*inbound = append(*inbound, item)
+				}
+			}
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("config: invalid value %q for %s: %w", v, EnvName(f.Name), e)
+		}
+	})
+	return err
+}
+
+func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
+	if len(inbound) == 0 {
+		inbound = []string{DefaultInbound}
+	}
+	for _, s := range inbound {
+		m, err := ParseMapping(s)
+		if err != nil {
+			return flagErr("inbound", s, err)
+		}
+		c.Inbound = append(c.Inbound, m)
+	}
+	if err := checkDuplicates(c.Inbound); err != nil {
+		return err
+	}
+	if _, err := netip.ParseAddrPort(c.AdminListen); err != nil && c.AdminListen != "off" {
+		if _, _, e := net.SplitHostPort(c.AdminListen); e != nil {
+			return flagErr("admin-listen", c.AdminListen, e)
+		}
+	}
+	switch c.Engine {
+	case EngineAuto, EngineSplice, EngineGoroutine:
+	default:
+		return flagErr("engine", string(c.Engine), errors.New("want auto, splice or goroutine"))
+	}
+	if maxConns == "" {
+		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(), true
+	} else if n, err := strconv.Atoi(maxConns); err != nil || n < 1 {
+		return flagErr("max-conns", maxConns, errors.New("want a positive integer"))
+	} else {
+		c.MaxConns = n
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		zero bool
+	}{
+		{"idle-timeout", c.IdleTimeout, true}, {"drain-timeout", c.DrainTimeout, true},
+		{"handshake-timeout", c.HandshakeTimeout, false}, {"dial-timeout", c.DialTimeout, false},
+		{"he-resolution-delay", c.HEResolutionDelay, true}, {"he-attempt-delay", c.HEAttemptDelay, false},
+	} {
+		if d.v < 0 || (d.v == 0 && !d.zero) {
+			return flagErr(d.name, d.v.String(), errors.New("want a positive duration"))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return flagErr("log-level", c.LogLevel, errors.New("want debug, info, warn or error"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return flagErr("log-format", c.LogFormat, errors.New("want json or text"))
+	}
+	if c.ProxyListen == "off" {
+		c.ProxyListen = ""
+	} else if _, err := netip.ParseAddrPort(c.ProxyListen); err != nil {
+		return flagErr("proxy-listen", c.ProxyListen, errors.New("want IP:PORT or off"))
+	}
+	if c.HEFirstFamilyCount < 1 {
+		return flagErr("he-first-family-count", strconv.Itoa(c.HEFirstFamilyCount), errors.New("want at least 1"))
+	}
+	if c.HEMaxConcurrent < 1 {
+		return flagErr("he-max-concurrent", strconv.Itoa(c.HEMaxConcurrent), errors.New("want at least 1"))
+	}
+	mode, prefixes, err := ParseNAT64(nat64)
+	if err != nil {
+		return flagErr("nat64-prefix", nat64, err)
+	}
+	c.NAT64Mode, c.NAT64Prefixes = mode, prefixes
+	return nil
+}
+
+func flagErr(name, value string, err error) error {
+	return fmt.Errorf("config: invalid value %q for --%s (%s): %w", value, name, EnvName(name), err)
+}
+
+func checkDuplicates(ms []Mapping) error {
+	seen := map[netip.AddrPort]bool{}
+	for _, m := range ms {
+		if seen[m.Listen] {
+			return flagErr("inbound", m.String(), fmt.Errorf("listen address %s given twice", m.Listen))
+		}
+		seen[m.Listen] = true
+	}
+	return nil
+}
+
+// ParseMapping parses LISTEN=TARGET. LISTEN is PORT (meaning [::]:PORT) or [IPv6]:PORT; TARGET is
+// PORT (meaning 127.0.0.1:PORT) or IP:PORT.
+func ParseMapping(s string) (Mapping, error) {
+	l, t, ok := strings.Cut(s, "=")
+	if !ok {
+		return Mapping{}, errors.New("want LISTEN=TARGET, for example 8080=127.0.0.1:80")
+	}
+	listen, err := parseEndpoint(l, netip.IPv6Unspecified())
+	if err != nil {
+		return Mapping{}, fmt.Errorf("listen side: %w", err)
+	}
+	if !listen.Addr().Is6() || listen.Addr().Is4In6() {
+		return Mapping{}, errors.New("listen side: want an IPv6 address (the sidecar owns the pod's IPv6 side)")
+	}
+	target, err := parseEndpoint(t, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+	if err != nil {
+		return Mapping{}, fmt.Errorf("target side: %w", err)
+	}
+	if target.Addr().IsUnspecified() {
+		return Mapping{}, errors.New("target side: an unspecified address cannot be dialed")
+	}
+	return Mapping{Listen: listen, Target: target}, nil
+}
+
+func parseEndpoint(s string, def netip.Addr) (netip.AddrPort, error) {
+	s = strings.TrimSpace(s)
+	if p, err := parsePort(s); err == nil {
+		return netip.AddrPortFrom(def, p), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is neither PORT nor IP:PORT", s)
+	}
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q: port 0 is not allowed", s)
+	}
+	return netip.AddrPortFrom(ap.Addr().WithZone(ap.Addr().Zone()), ap.Port()), nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, errors.New("bad port")
+	}
+	return uint16(n), nil
+}
+
+// ParseNAT64 parses the --nat64-prefix value: auto, none, or a comma-separated list of RFC 6052
+// prefixes (lengths 32, 40, 48, 56, 64 or 96, bits 64-71 zero).
+func ParseNAT64(s string) (mode string, prefixes []netip.Prefix, err error) {
+	switch s {
+	case "auto", "none":
+		return s, nil, nil
+	}
+	for _, item := range strings.Split(s, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(item))
+		if err != nil {
+			return "", nil, fmt.Errorf("want auto, none or IPv6 prefixes: %w", err)
+		}
+		if err := ValidNAT64Prefix(p); err != nil {
+			return "", nil, err
+		}
+		prefixes = append(prefixes, p.Masked())
+	}
+	return "static", prefixes, nil
+}
+
+// ValidNAT64Prefix checks a prefix against RFC 6052 §2.2: IPv6, one of the six lengths, and the
+// u octet (bits 64-71) zero.
+func ValidNAT64Prefix(p netip.Prefix) error {
+	if !p.Addr().Is6() || p.Addr().Is4In6() {
+		return fmt.Errorf("%s: not an IPv6 prefix", p)
+	}
+	switch p.Bits() {
+	case 32, 40, 48, 56, 64, 96:
+	default:
+		return fmt.Errorf("%s: length must be 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)", p)
+	}
+	if p.Bits() > 64 && p.Addr().As16()[8] != 0 {
+		return fmt.Errorf("%s: bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)", p)
+	}
+	return nil
+}
