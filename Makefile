@@ -1,0 +1,48 @@
+# nat464-sidecar — `make help` lists the targets.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := bin/nat464-sidecar
+FUZZTIME ?= 3s
+export CGO_ENABLED ?= 0
+
+.PHONY: help build run demo test test-unit test-fuzz test-bench-once test-modules check lab-up lab-down
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/nat464-sidecar (static, version stamped)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nat464-sidecar
+
+run: build ## build and run the sidecar with its defaults (inbound [::]:8080 -> 127.0.0.1:80, proxy 127.0.0.1:1080, admin [::]:9464)
+	./$(BIN) $(ARGS)
+
+demo: build ## IPv4-only app on 127.0.0.1, the sidecar in front, the page fetched over [::1]
+	./scripts/demo.sh
+
+test: check test-unit test-fuzz test-bench-once test-modules ## the full suite, as CI runs it (Linux/root tests included; CI=true turns their skips into failures)
+
+test-unit: ## go test of the sidecar module (unit, relay, integration and lab e2e tests)
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-fuzz: ## run every fuzz target for FUZZTIME
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null; \
+		done; done
+
+test-bench-once: ## run every micro-benchmark once so none rots
+	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./... >/dev/null
+
+test-modules: ## tests of the deploy and bench modules
+	cd deploy && $(GO) test -count=1 ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+check: ## gofmt, go vet, cross-build for darwin (keeps the portable fallback compiling)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./...
+	GOOS=darwin $(GO) build ./...

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Mapping{Listen: netip.MustParseAddrPort("[::]:8080"), Target: netip.MustParseAddrPort("127.0.0.1:80")}
+	if len(c.Inbound) != 1 || c.Inbound[0] != want {
+		t.Errorf("Inbound = %v, want [%v]", c.Inbound, want)
+	}
+	if c.AdminListen != "[::]:9464" || c.ProxyListen != "127.0.0.1:1080" || c.Engine != EngineAuto {
+		t.Errorf("listen defaults: admin %q proxy %q engine %q", c.AdminListen, c.ProxyListen, c.Engine)
+	}
+	if c.DrainTimeout != 25*time.Second || c.HandshakeTimeout != 10*time.Second || c.IdleTimeout != 0 {
+		t.Errorf("timeouts: drain %v handshake %v idle %v", c.DrainTimeout, c.HandshakeTimeout, c.IdleTimeout)
+	}
+	if !c.MaxConnsDerived || c.MaxConns < 16 {
+		t.Errorf("MaxConns = %d derived=%v", c.MaxConns, c.MaxConnsDerived)
+	}
+	if c.NAT64Mode != "auto" || c.HEAttemptDelay != 250*time.Millisecond || c.HEResolutionDelay != 50*time.Millisecond ||
+		c.HEFirstFamilyCount != 1 || c.HEMaxConcurrent != 4 || c.DialTimeout != 10*time.Second {
+		t.Errorf("outbound defaults wrong: %+v", c)
+	}
+}
+
+func TestParseMapping(t *testing.T) {
+	tests := []struct {
+		in, listen, target string
+		err                string
+	}{
+		{in: "8080=127.0.0.1:80", listen: "[::]:8080", target: "127.0.0.1:80"},
+		{in: "8080=80", listen: "[::]:8080", target: "127.0.0.1:80"},
+		{in: "[2001:db8::5]:8080=127.0.0.1:81", listen: "[2001:db8::5]:8080", target: "127.0.0.1:81"},
+		{in: "443=[::1]:8443", listen: "[::]:443", target: "[::1]:8443"},
+		{in: "8080", err: "want LISTEN=TARGET"},
+		{in: "x=80", err: "listen side"},
+		{in: "8080=", err: "target side"},
+		{in: "0=80", err: "listen side"},
+		{in: "70000=80", err: "listen side"},
+		{in: "127.0.0.1:8080=80", err: "want an IPv6 address"},
+		{in: "8080=0.0.0.0:80", err: "unspecified"},
+		{in: "8080=127.0.0.1:0", err: "port 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			m, err := ParseMapping(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Listen.String() != tt.listen || m.Target.String() != tt.target {
+				t.Errorf("got %v, want %s=%s", m, tt.listen, tt.target)
+			}
+		})
+	}
+}
+
+func TestParseErrorsNameTheFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nope"}, "nope"},
+		{[]string{"--inbound", "bad"}, "--inbound"},
+		{[]string{"--inbound", "8080=80", "--inbound", "8080=81"}, "given twice"},
+		{[]string{"--engine", "fast"}, "--engine"},
+		{[]string{"--max-conns", "0"}, "--max-conns"},
+		{[]string{"--max-conns", "many"}, "--max-conns"},
+		{[]string{"--idle-timeout", "-1s"}, "--idle-timeout"},
+		{[]string{"--handshake-timeout", "0"}, "--handshake-timeout"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--proxy-listen", "localhost"}, "--proxy-listen"},
+		{[]string{"--nat64-prefix", "64:ff9b::/95"}, "--nat64-prefix"},
+		{[]string{"--nat64-prefix", "2001:db8::ff00:0:0:0/96"}, "u octet"},
+		{[]string{"--nat64-prefix", "192.0.2.0/24"}, "not an IPv6 prefix"},
+		{[]string{"--he-first-family-count", "0"}, "--he-first-family-count"},
+		{[]string{"--he-max-concurrent", "0"}, "--he-max-concurrent"},
+		{[]string{"--admin-listen", "nonsense"}, "--admin-listen"},
+		{[]string{"stray"}, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := Parse(tt.args, env(nil), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to name %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseEnvTwins(t *testing.T) {
+	c, err := Parse([]string{"--engine", "goroutine"}, env(map[string]string{
+		"NAT464_INBOUND":           "8080=80, [2001:db8::1]:9090=127.0.0.1:90",
+		"NAT464_ENGINE":            "splice", // the flag wins
+		"NAT464_MAX_CONNS":         "100",
+		"NAT464_PROXY_LISTEN":      "off",
+		"NAT464_NAT64_PREFIX":      "2001:db8:64::/96,64:ff9b::/96",
+		"NAT464_HE_ATTEMPT_DELAY":  "100ms",
+		"NAT464_NAT64_STRICT":      "true",
+		"NAT464_DRAIN_TIMEOUT":     "5s",
+		"NAT464_HANDSHAKE_TIMEOUT": "3s",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Inbound) != 2 || c.Inbound[1].Listen.String() != "[2001:db8::1]:9090" {
+		t.Errorf("Inbound = %v", c.Inbound)
+	}
+	if c.Engine != EngineGoroutine || c.MaxConns != 100 || c.MaxConnsDerived || c.ProxyListen != "" {
+		t.Errorf("engine %q max %d derived %v proxy %q", c.Engine, c.MaxConns, c.MaxConnsDerived, c.ProxyListen)
+	}
+	if c.NAT64Mode != "static" || len(c.NAT64Prefixes) != 2 || !c.NAT64Strict || c.HEAttemptDelay != 100*time.Millisecond {
+		t.Errorf("nat64 %q %v strict %v delay %v", c.NAT64Mode, c.NAT64Prefixes, c.NAT64Strict, c.HEAttemptDelay)
+	}
+	if _, err := Parse(nil, env(map[string]string{"NAT464_IDLE_TIMEOUT": "soon"}), io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "NAT464_IDLE_TIMEOUT") {
+		t.Errorf("bad env value: err = %v, want it to name NAT464_IDLE_TIMEOUT", err)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := EnvName("he-first-family-count"); got != "NAT464_HE_FIRST_FAMILY_COUNT" {
+		t.Errorf("EnvName = %q", got)
+	}
+}
+
+func TestMaxConnsFor(t *testing.T) {
+	if got := maxConnsFor(20000); got != (20000-fdReserve-2*DefaultMaxPipes)/2 {
+		t.Errorf("maxConnsFor(20000) = %d", got)
+	}
+	if got := maxConnsFor(10); got != 16 {
+		t.Errorf("maxConnsFor(10) = %d, want the floor 16", got)
+	}
+}
+
+func FuzzParseMapping(f *testing.F) {
+	for _, s := range []string{"8080=127.0.0.1:80", "8080=80", "[2001:db8::5]:8080=1.2.3.4:5", "=", "[::]:0=[::]:0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMapping(s)
+		if err != nil {
+			return
+		}
+		if !m.Listen.Addr().Is6() || m.Listen.Port() == 0 || m.Target.Port() == 0 {
+			t.Fatalf("accepted %q as %v", s, m)
+		}
+		again, err := ParseMapping(m.String())
+		if err != nil || again != m {
+			t.Fatalf("round trip of %q: %v, %v", m.String(), again, err)
+		}
+	})
+}

@@ -1,0 +1,245 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nat464/nat464-sidecar/config"
+	"github.com/nat464/nat464-sidecar/splice"
+)
+
+// goroutineFrontend is the portable front end: one accept goroutine per listener, one goroutine
+// per connection until its flow is handed to the engine.
+type goroutineFrontend struct {
+	cfg       Config
+	listeners []net.Listener
+	conns     tracker // accept loops, handshakes and dials
+	ctx       context.Context
+	cancel    context.CancelFunc
+	shutdown  atomic.Bool
+
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // connections not yet handed to the engine
+}
+
+func newGoroutine(cfg Config) *goroutineFrontend {
+	f := &goroutineFrontend{cfg: cfg, pending: map[net.Conn]struct{}{}}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return f
+}
+
+func (f *goroutineFrontend) Start() error {
+	listen := func(ap netip.AddrPort) (net.Listener, error) {
+		network := "tcp6" // V6ONLY: shares port numbers with the app's IPv4 sockets
+		if ap.Addr().Is4() {
+			network = "tcp4"
+		}
+		ln, err := net.ListenTCP(network, net.TCPAddrFromAddrPort(ap))
+		if err != nil {
+			return nil, fmt.Errorf("loop: cannot listen on %s: %w", ap, err)
+		}
+		return ln, nil
+	}
+	for _, m := range f.cfg.Inbound {
+		ln, err := listen(m.Listen)
+		if err != nil {
+			f.closeListeners()
+			return err
+		}
+		f.listeners = append(f.listeners, ln)
+	}
+	if f.cfg.ProxyListen != "" {
+		ap, err := netip.ParseAddrPort(f.cfg.ProxyListen)
+		if err != nil {
+			f.closeListeners()
+			return fmt.Errorf("loop: proxy address %q: %w", f.cfg.ProxyListen, err)
+		}
+		ln, err := listen(ap)
+		if err != nil {
+			f.closeListeners()
+			return err
+		}
+		f.listeners = append(f.listeners, ln)
+	}
+	for i, ln := range f.listeners {
+		handle := f.proxyConn
+		if i < len(f.cfg.Inbound) {
+			m := f.cfg.Inbound[i]
+			handle = func(c net.Conn) { f.inbound(c, m) }
+		}
+		f.conns.wg.Add(1)
+		go f.acceptLoop(ln, handle)
+	}
+	return nil
+}
+
+func (f *goroutineFrontend) closeListeners() {
+	for _, ln := range f.listeners {
+		ln.Close()
+	}
+}
+
+func (f *goroutineFrontend) Listeners() []net.Addr {
+	out := make([]net.Addr, len(f.listeners))
+	for i, ln := range f.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+func (f *goroutineFrontend) acceptLoop(ln net.Listener, handle func(net.Conn)) {
+	defer f.conns.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: say so, back off, keep serving the flows we have.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			f.cfg.log().Error("accept failed", "listen", ln.Addr(), "err", fdErr(err), "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if f.shutdown.Load() {
+			f.cfg.Metrics.reject(RejectDraining)
+			c.Close()
+			continue
+		}
+		if !f.cfg.Limit.Acquire() {
+			f.cfg.Metrics.reject(RejectMaxConns)
+			warnFull(f.cfg.log(), f.cfg.Limit)
+			c.Close()
+			continue
+		}
+		f.track(c)
+		f.conns.wg.Add(1)
+		go func() {
+			defer f.conns.wg.Done()
+			handle(c)
+		}()
+	}
+}
+
+func (f *goroutineFrontend) track(c net.Conn) {
+	f.mu.Lock()
+	f.pending[c] = struct{}{}
+	f.mu.Unlock()
+}
+
+func (f *goroutineFrontend) untrack(c net.Conn) {
+	f.mu.Lock()
+	delete(f.pending, c)
+	f.mu.Unlock()
+}
+
+func (f *goroutineFrontend) inbound(c net.Conn, m config.Mapping) {
+	defer f.untrack(c)
+	target := m.Target.String()
+	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.dialTimeout())
+	defer cancel()
+	var d net.Dialer
+	up, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		c.Close()
+		f.cfg.Limit.Release()
+		f.cfg.Metrics.connectFailed("inbound")
+		f.cfg.log().Warn("connect to app failed", "target", target, "err", fdErr(err))
+		return
+	}
+	f.untrack(c)
+	f.cfg.Metrics.flowStarted("inbound", f.cfg.Engine.Name())
+	_ = f.cfg.Engine.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up,
+		Kind: "inbound", Target: target, Done: flowDone(&f.cfg, "inbound", target, f.cfg.Limit.Release)})
+}
+
+// proxyConn runs one proxy handshake with a read deadline, then dials and hands off.
+func (f *goroutineFrontend) proxyConn(c net.Conn) {
+	defer f.untrack(c)
+	s := newSession(&f.cfg)
+	_ = c.SetReadDeadline(time.Now().Add(f.cfg.handshakeTimeout()))
+	buf := make([]byte, 0, 512)
+	var req *request
+	for req == nil {
+		if len(buf) == cap(buf) {
+			if len(buf) >= f.cfg.maxHandshakeBytes() {
+				s.fail(RejectHandshakeBytes)
+				break
+			}
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				s.fail(RejectHandshakeTimeout)
+			}
+			break
+		}
+		used, out, r, ferr := s.feed(buf)
+		buf = buf[:copy(buf, buf[used:])]
+		if len(out) > 0 {
+			if _, err := c.Write(out); err != nil {
+				break
+			}
+		}
+		if ferr != nil {
+			break
+		}
+		req = r
+	}
+	if req == nil {
+		c.Close()
+		f.cfg.Limit.Release()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	early := append([]byte(nil), buf...)
+	up, err := dial(f.ctx, &f.cfg, req)
+	if err != nil {
+		_, _ = c.Write(req.failureReply(err))
+		c.Close()
+		f.cfg.Limit.Release()
+		return
+	}
+	f.untrack(c)
+	f.cfg.Metrics.flowStarted("outbound", f.cfg.Engine.Name())
+	target := req.String()
+	_ = f.cfg.Engine.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up,
+		ToClient: req.successReply(), ToUpstream: early,
+		Kind: "outbound", Target: target, Done: flowDone(&f.cfg, "outbound", target, f.cfg.Limit.Release)})
+}
+
+func (f *goroutineFrontend) Ping(context.Context) error { return nil }
+
+// Shutdown closes the listeners and every connection still in its handshake, then waits for
+// dials in flight, cancelling them if ctx ends first.
+func (f *goroutineFrontend) Shutdown(ctx context.Context) error {
+	if f.shutdown.Swap(true) {
+		return nil
+	}
+	f.closeListeners()
+	f.mu.Lock()
+	for c := range f.pending {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadDeadline(time.Unix(1, 0)) // unblocks handshakes; dials keep their conn
+		}
+	}
+	f.mu.Unlock()
+	err := f.conns.wait(ctx)
+	if err != nil {
+		f.cancel()
+		_ = f.conns.wait(context.Background())
+	}
+	f.cancel()
+	return err
+}

@@ -1,0 +1,169 @@
+// Package loop is the sidecar's front end: it owns the listeners (inbound mappings and the
+// outbound proxy port), accepts connections, runs proxy handshakes, and hands every established
+// pair of sockets to a splice.Engine. It never copies payload bytes after a handshake.
+//
+// Two front ends implement Frontend with the same behaviour: a gnet event loop (Linux, paired
+// with the splice engine) and a portable one built on net.Listener and goroutines.
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/nat464/nat464-sidecar/config"
+	"github.com/nat464/nat464-sidecar/splice"
+)
+
+// Frontend accepts connections and feeds flows to a relay engine.
+type Frontend interface {
+	// Start binds every listener and starts accepting. It returns once all listeners are bound,
+	// or the first bind error (naming the address) after releasing whatever was bound.
+	Start() error
+	// Listeners reports the bound addresses (inbound first, in config order, then the proxy).
+	Listeners() []net.Addr
+	// Ping returns nil when the accept/handshake machinery is responsive.
+	Ping(ctx context.Context) error
+	// Shutdown stops accepting, closes connections still in their handshake, and waits (bounded
+	// by ctx) for dials in flight to be handed to the engine or abandoned. It does not touch flows
+	// already relayed: drain those with the engine.
+	Shutdown(ctx context.Context) error
+}
+
+// Dialer connects to the destination a proxy client asked for. The Happy Eyeballs dialer in
+// package eyeballs implements it; errors are classified with errors.Is (see socks.ReplyFor).
+type Dialer interface {
+	DialContext(ctx context.Context, host string, port uint16) (net.Conn, error)
+}
+
+// Config is what a front end needs. Zero values get the defaults their comments name.
+type Config struct {
+	Inbound []config.Mapping
+	// ProxyListen is the outbound proxy address; empty disables the proxy.
+	ProxyListen string
+	// HandshakeTimeout bounds a proxy handshake from accept to a complete request; if zero, 10s.
+	HandshakeTimeout time.Duration
+	// MaxHandshakeBytes caps what a client may send before its request is complete; if zero,
+	// 16 KiB.
+	MaxHandshakeBytes int
+	// DialTimeout bounds a proxy dial when the Dialer has no bound of its own, and an inbound
+	// connect; if zero, 10s.
+	DialTimeout time.Duration
+	// Limit caps concurrent flows; required.
+	Limit *Limiter
+	// Engine relays established flows; required.
+	Engine splice.Engine
+	// Dialer serves proxy requests; if nil, a plain net.Dialer (no NAT64, no Happy Eyeballs).
+	Dialer Dialer
+	// Auth, if non-nil and holding credentials, makes the proxy require them.
+	Auth *Auth
+	Log  *slog.Logger
+	// Metrics may be nil.
+	Metrics *Metrics
+}
+
+func (c *Config) handshakeTimeout() time.Duration {
+	if c.HandshakeTimeout > 0 {
+		return c.HandshakeTimeout
+	}
+	return 10 * time.Second
+}
+
+func (c *Config) maxHandshakeBytes() int {
+	if c.MaxHandshakeBytes > 0 {
+		return c.MaxHandshakeBytes
+	}
+	return 16 << 10
+}
+
+func (c *Config) dialTimeout() time.Duration {
+	if c.DialTimeout > 0 {
+		return c.DialTimeout
+	}
+	return 10 * time.Second
+}
+
+func (c *Config) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (c *Config) dialer() Dialer {
+	if c.Dialer != nil {
+		return c.Dialer
+	}
+	return plainDialer{}
+}
+
+// New returns the front end for an engine: gnet when the engine is the splice engine on Linux,
+// goroutines otherwise.
+func New(cfg Config) (Frontend, error) {
+	if cfg.Engine == nil || cfg.Limit == nil {
+		return nil, errors.New("loop: Engine and Limit are required")
+	}
+	if cfg.Engine.Name() == "splice" {
+		return newGnet(cfg)
+	}
+	return newGoroutine(cfg), nil
+}
+
+// plainDialer resolves with the system resolver and dials the first address; a stand-in for
+// tests and for runs without the eyeballs dialer.
+type plainDialer struct{}
+
+func (plainDialer) DialContext(ctx context.Context, host string, port uint16) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+}
+
+// matchMapping finds the inbound mapping a connection accepted on local belongs to.
+func matchMapping(ms []config.Mapping, local netip.AddrPort) (config.Mapping, bool) {
+	for _, m := range ms {
+		if m.Listen.Port() != local.Port() {
+			continue
+		}
+		if m.Listen.Addr().IsUnspecified() || m.Listen.Addr() == local.Addr().WithZone("") {
+			return m, true
+		}
+	}
+	return config.Mapping{}, false
+}
+
+// flowDone wraps a flow's end: it frees the flow's slot, counts it and logs it at debug level.
+func flowDone(cfg *Config, kind, target string, release func()) func(splice.Result) {
+	return func(r splice.Result) {
+		release()
+		cfg.Metrics.flowEnded(cfg.Engine.Name(), r)
+		lg := cfg.log()
+		switch {
+		case r.ConnectErr != nil:
+			lg.Warn("upstream connect failed", "kind", kind, "target", target, "err", r.ConnectErr)
+		case lg.Enabled(context.Background(), slog.LevelDebug):
+			lg.Debug("flow ended", "kind", kind, "target", target, "up_bytes", r.Up, "down_bytes", r.Down,
+				"duration", r.End.Sub(r.Start), "err", r.Err)
+		}
+	}
+}
+
+// tracker counts dials and handshakes in flight so Shutdown can wait for them.
+type tracker struct {
+	wg sync.WaitGroup
+}
+
+func (t *tracker) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { t.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

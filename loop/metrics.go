@@ -1,0 +1,102 @@
+package loop
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nat464/nat464-sidecar/splice"
+)
+
+// Metrics counts flows, bytes, handshakes and rejects. A nil *Metrics counts nothing.
+type Metrics struct {
+	flowsTotal   *prometheus.CounterVec
+	flowsActive  *prometheus.GaugeVec
+	bytesTotal   *prometheus.CounterVec
+	flowDuration *prometheus.HistogramVec
+	connectFails *prometheus.CounterVec
+	handshakes   *prometheus.CounterVec
+	rejects      *prometheus.CounterVec
+}
+
+// Reject reasons, the values of the rejects_total "reason" label.
+const (
+	RejectMaxConns         = "max_conns"
+	RejectHandshakeTimeout = "handshake_timeout"
+	RejectHandshakeBytes   = "handshake_too_large"
+	RejectAuth             = "auth"
+	RejectPolicy           = "policy"
+	RejectProtocol         = "protocol"
+	RejectDraining         = "draining"
+)
+
+// NewMetrics registers the loop's collectors on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns, sub = "nat464", "loop"
+	m := &Metrics{
+		flowsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "flows_total", Help: "Flows handed to the relay engine, by kind (inbound, outbound) and engine."},
+			[]string{"kind", "engine"}),
+		flowsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "flows_active", Help: "Flows being relayed now, by kind and engine."},
+			[]string{"kind", "engine"}),
+		bytesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "bytes_total", Help: "Bytes relayed by finished flows, by kind and direction (up = client to upstream)."},
+			[]string{"kind", "direction"}),
+		flowDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "flow_duration_seconds", Help: "Lifetime of finished flows, by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)}, []string{"kind"}),
+		connectFails: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "upstream_connect_failures_total", Help: "Inbound flows whose connect to the app failed, by kind."},
+			[]string{"kind"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "handshakes_total", Help: "Proxy handshakes finished, by protocol and reply code."},
+			[]string{"protocol", "reply"}),
+		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "rejects_total", Help: "Connections refused or cut before relaying, by reason."},
+			[]string{"reason"}),
+	}
+	reg.MustRegister(m.flowsTotal, m.flowsActive, m.bytesTotal, m.flowDuration, m.connectFails, m.handshakes, m.rejects)
+	return m
+}
+
+func (m *Metrics) flowStarted(kind, engine string) {
+	if m == nil {
+		return
+	}
+	m.flowsTotal.WithLabelValues(kind, engine).Inc()
+	m.flowsActive.WithLabelValues(kind, engine).Inc()
+}
+
+func (m *Metrics) flowEnded(engine string, r splice.Result) {
+	if m == nil {
+		return
+	}
+	m.flowsActive.WithLabelValues(r.Kind, engine).Dec()
+	if r.ConnectErr != nil {
+		m.connectFails.WithLabelValues(r.Kind).Inc()
+		return
+	}
+	m.bytesTotal.WithLabelValues(r.Kind, "up").Add(float64(r.Up))
+	m.bytesTotal.WithLabelValues(r.Kind, "down").Add(float64(r.Down))
+	m.flowDuration.WithLabelValues(r.Kind).Observe(r.End.Sub(r.Start).Seconds())
+}
+
+func (m *Metrics) handshake(protocol, reply string) {
+	if m == nil {
+		return
+	}
+	m.handshakes.WithLabelValues(protocol, reply).Inc()
+}
+
+func (m *Metrics) reject(reason string) {
+	if m == nil {
+		return
+	}
+	m.rejects.WithLabelValues(reason).Inc()
+}
+
+func (m *Metrics) connectFailed(kind string) {
+	if m == nil {
+		return
+	}
+	m.connectFails.WithLabelValues(kind).Inc()
+}
