@@ -135,6 +135,12 @@ func replyName(p socks.Protocol, err error) string {
 // it consumed, what to send back now, and the request once it is complete. A non-nil error means
 // the handshake is over: send out, then close.
 func (s *session) feed(in []byte) (n int, out []byte, req *request, err error) {
+	if s.st == stDetect && len(in) > 0 {
+		if _, _, _, err := s.detect(in[0]); err != nil {
+			s.st = stDone
+			return 0, nil, nil, err
+		}
+	}
 	for n < len(in) && s.st != stDone {
 		used, o, r, e := s.step(in[n:])
 		n += used
@@ -157,8 +163,6 @@ func (s *session) feed(in []byte) (n int, out []byte, req *request, err error) {
 // step parses one message. used == 0 with no error means more bytes are needed.
 func (s *session) step(in []byte) (used int, out []byte, req *request, err error) {
 	switch s.st {
-	case stDetect:
-		return s.detect(in[0])
 	case stGreeting:
 		return s.greeting(in)
 	case stAuth:

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/nat464/nat464-sidecar/admin"
+	"github.com/nat464/nat464-sidecar/config"
+	"github.com/nat464/nat464-sidecar/loop"
+	"github.com/nat464/nat464-sidecar/splice"
+)
+
+// sidecar is the wired process: engine, front end, outbound stack and admin server.
+type sidecar struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	engine splice.Engine
+	front  loop.Frontend
+	admin  *admin.Server
+	out    *outbound
+	auth   *loop.Auth
+}
+
+// engineName maps --engine to the relay engine: auto is splice on Linux, goroutines elsewhere.
+func engineName(e config.Engine) string {
+	if e == config.EngineAuto {
+		if runtime.GOOS == "linux" {
+			return "splice"
+		}
+		return "goroutine"
+	}
+	return string(e)
+}
+
+func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
+	sc := &sidecar{cfg: cfg, log: lg, auth: &loop.Auth{}}
+	defer func() {
+		if err != nil {
+			sc.stopBackground()
+			if sc.engine != nil {
+				_ = sc.engine.Close()
+			}
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "nat464", Name: "build_info",
+		Help: "Version and relay engine of the running sidecar (always 1)."}, []string{"version", "engine"})
+	reg.MustRegister(buildInfo)
+
+	if err := sc.loadAuth(); err != nil {
+		return nil, err
+	}
+	sc.engine, err = splice.NewEngine(engineName(cfg.Engine), splice.Options{
+		IdleTimeout: cfg.IdleTimeout, MaxPipes: config.DefaultMaxPipes, Metrics: splice.NewMetrics(reg)})
+	if err != nil {
+		return nil, err
+	}
+	buildInfo.WithLabelValues(version, sc.engine.Name()).Set(1)
+	if sc.out, err = newOutbound(cfg, lg, reg); err != nil {
+		return nil, err
+	}
+	lm := loop.NewMetrics(reg)
+	sc.front, err = loop.New(loop.Config{
+		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, HandshakeTimeout: cfg.HandshakeTimeout,
+		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine,
+		Dialer: sc.out.dialer(), Auth: sc.auth, Log: lg, Metrics: lm,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.front.Start(); err != nil {
+		return nil, err
+	}
+	sc.admin = &admin.Server{Addr: cfg.AdminListen, Gatherer: reg, Pprof: cfg.Pprof, Info: sc.info,
+		Live: []admin.Check{{Name: "event_loops", Fn: sc.front.Ping}}, Ready: sc.readyChecks()}
+	if cfg.AdminListen != "off" {
+		addr, err := sc.admin.Start()
+		if err != nil {
+			_ = sc.front.Shutdown(context.Background())
+			return nil, fmt.Errorf("admin: cannot listen on %s: %w", cfg.AdminListen, err)
+		}
+		lg.Info("admin listening", "addr", addr.String(), "pprof", cfg.Pprof)
+	}
+	sc.logStart()
+	sc.out.awaitStartup(lg)
+	sc.admin.SetStarted()
+	return sc, nil
+}
+
+func (sc *sidecar) logStart() {
+	cfg, lg := sc.cfg, sc.log
+	ls := sc.front.Listeners()
+	for i, m := range cfg.Inbound {
+		lg.Info("inbound listening", "listen", ls[i].String(), "target", m.Target.String())
+	}
+	if cfg.ProxyListen != "" {
+		lg.Info("proxy listening", "listen", ls[len(ls)-1].String(), "protocols", "socks5,socks4a,http-connect",
+			"auth", cfg.ProxyAuthFile != "")
+	}
+	how := "flag"
+	if cfg.MaxConnsDerived {
+		how = "derived from RLIMIT_NOFILE"
+	}
+	lg.Info("started", "version", version, "engine", sc.engine.Name(), "max_conns", cfg.MaxConns,
+		"max_conns_from", how, "idle_timeout", cfg.IdleTimeout, "drain_timeout", cfg.DrainTimeout)
+}
+
+// readyChecks: every inbound target accepts TCP, the front end responds, and the outbound stack
+// (resolver and NAT64 prefix) is ready.
+func (sc *sidecar) readyChecks() []admin.Check {
+	checks := []admin.Check{{Name: "listeners", Fn: sc.front.Ping}}
+	for _, m := range sc.cfg.Inbound {
+		checks = append(checks, admin.TCPCheck("inbound "+m.String(), m.Target.String()))
+	}
+	return append(checks, sc.out.readyChecks()...)
+}
+
+func (sc *sidecar) info() map[string]any {
+	info := map[string]any{"version": version, "engine": sc.engine.Name()}
+	for k, v := range sc.out.info() {
+		info[k] = v
+	}
+	return info
+}
+
+func (sc *sidecar) stopBackground() {
+	if sc.out != nil {
+		sc.out.close()
+	}
+}
+
+// loadAuth (re)reads --proxy-auth-file.
+func (sc *sidecar) loadAuth() error {
+	if sc.cfg.ProxyAuthFile == "" {
+		return nil
+	}
+	creds, err := config.LoadAuthFile(sc.cfg.ProxyAuthFile)
+	if err != nil {
+		return err
+	}
+	sc.auth.Set(creds)
+	return nil
+}
+
+// reload handles SIGHUP: the auth file is read again; a bad file keeps the old credentials.
+func (sc *sidecar) reload() {
+	if err := sc.loadAuth(); err != nil {
+		sc.log.Error("reload failed; keeping the previous credentials", "err", err)
+		return
+	}
+	sc.log.Info("reloaded", "proxy_auth_file", sc.cfg.ProxyAuthFile)
+}
