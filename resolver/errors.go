@@ -9,4 +9,11 @@ var (
 	ErrServFail = errors.New("resolver: server failure (SERVFAIL)")
 	ErrRefused  = errors.New("resolver: query refused")
 	ErrTimeout  = errors.New("resolver: timeout")
+	// ErrClosed is returned for lookups on (or interrupted by) a closed Resolver.
+	ErrClosed = errors.New("resolver: closed")
+	// ErrBadResponse is wrapped when a server answers with a malformed or mismatched message
+	// or an rcode this package does not classify further (FORMERR, NOTIMP, ...).
+	ErrBadResponse = errors.New("resolver: bad response")
+	// ErrBadName is wrapped when a host name cannot be queried (empty, too long, bad label).
+	ErrBadName = errors.New("resolver: invalid name")
 )
