@@ -1,0 +1,150 @@
+package socks
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"syscall"
+
+	"github.com/nat464/nat464-sidecar/nat64"
+	"github.com/nat464/nat464-sidecar/resolver"
+)
+
+// class is what went wrong, independent of the protocol that reports it.
+type class uint8
+
+const (
+	classGeneral class = iota
+	classPolicy
+	classNetUnreachable
+	classHostUnreachable
+	classRefused
+	classTimeout
+	classCommand
+	classAddrType
+	classAuth
+	classBadRequest
+	classMethod
+)
+
+// answers gives each class its SOCKS5 REP, SOCKS4 CD and HTTP status.
+var answers = [...]struct {
+	rep    Reply
+	rep4   Reply4
+	status int
+}{
+	classGeneral:         {ReplyGeneralFailure, Reply4Rejected, StatusBadGateway},
+	classPolicy:          {ReplyNotAllowed, Reply4Rejected, StatusForbidden},
+	classNetUnreachable:  {ReplyNetworkUnreachable, Reply4Rejected, StatusBadGateway},
+	classHostUnreachable: {ReplyHostUnreachable, Reply4Rejected, StatusBadGateway},
+	classRefused:         {ReplyConnectionRefused, Reply4Rejected, StatusBadGateway},
+	classTimeout:         {ReplyTTLExpired, Reply4Rejected, StatusGatewayTimeout},
+	classCommand:         {ReplyCommandNotSupported, Reply4Rejected, StatusMethodNotAllowed},
+	classAddrType:        {ReplyAddrTypeUnsupported, Reply4Rejected, StatusBadRequest},
+	classAuth:            {ReplyGeneralFailure, Reply4Rejected, StatusProxyAuthRequired},
+	classBadRequest:      {ReplyGeneralFailure, Reply4Rejected, StatusBadRequest},
+	classMethod:          {ReplyCommandNotSupported, Reply4Rejected, StatusMethodNotAllowed},
+}
+
+// ReplyFor maps a handshake, resolve or dial error to a SOCKS5 reply code (SPEC-NOTES §5.3).
+// The first matching row wins:
+//
+//	00 succeeded                   nil
+//	01 general failure             ErrAuth, ErrMalformed, ErrVersion, ErrHeaderTooLarge
+//	02 not allowed by ruleset      ErrPolicy, nat64.ErrPolicy
+//	07 command not supported       ErrCommandNotSupported, ErrMethodNotAllowed
+//	08 address type not supported  ErrAddrTypeNotSupported
+//	03 network unreachable         nat64.ErrNoPrefix
+//	04 host unreachable            resolver NXDOMAIN, NODATA, SERVFAIL, REFUSED, bad response,
+//	                               bad name (SOCKS5 has no "name not found" code)
+//	06 TTL expired                 resolver.ErrTimeout
+//	05 connection refused          ECONNREFUSED, ECONNRESET
+//	03 network unreachable         ENETUNREACH, ENETDOWN
+//	04 host unreachable            EHOSTUNREACH, EHOSTDOWN
+//	02 not allowed by ruleset      EACCES, EPERM (a firewall rule)
+//	06 TTL expired                 ETIMEDOUT, context.DeadlineExceeded, os.ErrDeadlineExceeded
+//	04 host unreachable            *net.DNSError with IsNotFound
+//	06 TTL expired                 any net.Error whose Timeout() is true (Dante's choice for timeouts)
+//	01 general failure             anything else (context.Canceled, EMFILE, ...)
+//
+// Classification uses errors.Is and errors.As only, never the error text, so wrapping
+// (fmt.Errorf %w, *net.OpError around *os.SyscallError, errors.Join) does not matter.
+func ReplyFor(err error) Reply {
+	if err == nil {
+		return ReplySucceeded
+	}
+	return answers[classify(err)].rep
+}
+
+// SOCKS4ReplyFor maps err to a SOCKS4 reply: 90 for nil, 91 for every failure (SOCKS4 has no
+// finer codes; 92 and 93 are about identd, which the proxy does not use).
+func SOCKS4ReplyFor(err error) Reply4 {
+	if err == nil {
+		return Reply4Granted
+	}
+	return answers[classify(err)].rep4
+}
+
+// HTTPStatusFor maps err to the status answering a CONNECT: 200 for nil; 403 policy; 405
+// non-CONNECT method or unsupported command; 400 malformed request, oversized header or bad
+// address; 407 ErrAuth; 504 timeouts; 502 refused, unreachable, resolve failures and the rest.
+func HTTPStatusFor(err error) int {
+	if err == nil {
+		return StatusOK
+	}
+	return answers[classify(err)].status
+}
+
+// sentinels are checked in order; the first match wins.
+var sentinels = [...]struct {
+	err error
+	c   class
+}{
+	{ErrAuth, classAuth},
+	{ErrPolicy, classPolicy},
+	{nat64.ErrPolicy, classPolicy},
+	{nat64.ErrNoPrefix, classNetUnreachable},
+	{ErrCommandNotSupported, classCommand},
+	{ErrMethodNotAllowed, classMethod},
+	{ErrAddrTypeNotSupported, classAddrType},
+	{ErrHeaderTooLarge, classBadRequest},
+	{ErrMalformed, classBadRequest},
+	{ErrVersion, classBadRequest},
+	{ErrNeedMore, classBadRequest},
+	{resolver.ErrNXDomain, classHostUnreachable},
+	{resolver.ErrNoData, classHostUnreachable},
+	{resolver.ErrServFail, classHostUnreachable},
+	{resolver.ErrRefused, classHostUnreachable},
+	{resolver.ErrBadResponse, classHostUnreachable},
+	{resolver.ErrBadName, classHostUnreachable},
+	{resolver.ErrTimeout, classTimeout},
+	{syscall.ECONNREFUSED, classRefused},
+	{syscall.ECONNRESET, classRefused},
+	{syscall.ENETUNREACH, classNetUnreachable},
+	{syscall.ENETDOWN, classNetUnreachable},
+	{syscall.EHOSTUNREACH, classHostUnreachable},
+	{syscall.EHOSTDOWN, classHostUnreachable},
+	{syscall.EACCES, classPolicy},
+	{syscall.EPERM, classPolicy},
+	{syscall.ETIMEDOUT, classTimeout},
+	{context.DeadlineExceeded, classTimeout},
+	{os.ErrDeadlineExceeded, classTimeout},
+}
+
+func classify(err error) class {
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return s.c
+		}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		return classHostUnreachable
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return classTimeout
+	}
+	return classGeneral
+}
