@@ -7,9 +7,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/nat464-sidecar
 FUZZTIME ?= 3s
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DIST    ?= dist
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run demo test test-unit test-fuzz test-bench-once test-modules check lab-up lab-down
+.PHONY: help build run demo test test-unit test-fuzz test-bench-once test-modules check image docker-image
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,3 +49,14 @@ check: ## gofmt, go vet, cross-build for darwin (keeps the portable fallback com
 	$(GO) vet ./...
 	GOOS=darwin $(GO) vet ./...
 	GOOS=darwin $(GO) build ./...
+	cd deploy && out=$$(gofmt -l .) && [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
+	cd deploy && $(GO) vet ./... && GOOS=darwin $(GO) vet ./...
+
+image: ## build the container image without Docker: $(DIST)/nat464-sidecar-oci.tar (load with docker/podman load -i, or skopeo copy oci-archive:)
+	mkdir -p $(DIST)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/nat464-sidecar ./cmd/nat464-sidecar
+	cd deploy && SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/mkimage -binary $(abspath $(DIST))/nat464-sidecar \
+		-version $(VERSION) -revision=$(REVISION) -o $(abspath $(DIST))/nat464-sidecar-oci.tar
+
+docker-image: ## build the same image with a Docker engine (distroless base; needs a Docker daemon)
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t nat464-sidecar:$(VERSION) .

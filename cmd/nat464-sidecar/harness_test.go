@@ -290,3 +290,5 @@ func curl(t *testing.T, args ...string) string {
 	}
 	return string(out)
 }
+
+func sleep50() { time.Sleep(50 * time.Millisecond) }
