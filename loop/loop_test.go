@@ -180,7 +180,10 @@ func socks5Connect(t *testing.T, c net.Conn, dst string) {
 }
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// gnet's package-level worker pool (ants) lives for the whole process.
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
 }
 
 func TestInboundEcho(t *testing.T) {

@@ -2,7 +2,8 @@
 // receives them until both directions are done, and knows nothing of the protocol they speak.
 //
 // Two engines implement [Engine]: on Linux an epoll loop that moves bytes with splice(2) through
-// pipes borrowed from a pool only while data is in flight (see splice_linux.go), and everywhere a
+// pipes borrowed from a pool only while data is in flight (engine_linux.go, loop_linux.go,
+// flow_linux.go, step_linux.go, pipe_linux.go), and everywhere a
 // portable engine that runs two io.Copy goroutines per flow (goroutine.go).
 package splice
 
@@ -67,7 +68,8 @@ type Result struct {
 // Engine relays flows until they finish.
 type Engine interface {
 	// Relay takes ownership of f's sockets and relays between them. It does not block on I/O.
-	// After Drain or Close has begun, it closes the sockets and returns ErrClosed.
+	// After Drain or Close has begun, it closes the sockets and returns ErrClosed. f.Done is called
+	// exactly once in every case: when Relay fails, before it returns, with Result.Err = the error.
 	Relay(f Flow) error
 	// Active reports how many flows are being relayed now.
 	Active() int
@@ -86,7 +88,30 @@ var (
 	ErrIdleTimeout = errors.New("splice: idle timeout")
 	ErrDrainCut    = errors.New("splice: cut at drain timeout")
 	ErrReset       = errors.New("splice: connection reset by peer")
+	// ErrNoSocket is returned by Relay when a side of the flow has neither a conn nor an fd.
+	ErrNoSocket = errors.New("splice: flow side has no socket")
+	// ErrUnknownEngine is returned by NewEngine for a name it does not know.
+	ErrUnknownEngine = errors.New("splice: unknown engine")
+	// ErrUnsupported is returned by NewSplice where splice(2) does not exist (not Linux).
+	ErrUnsupported = errors.New("splice: splice engine is linux-only")
 )
+
+// Stats is a snapshot of an engine, for metrics and tests. The goroutine engine reports only
+// Active (its pipes belong to the Go runtime).
+type Stats struct {
+	// Active is the number of flows being relayed.
+	Active int
+	// PipesInUse are pipes lent to a direction that has bytes in flight.
+	PipesInUse int
+	// PipesPooled are idle pipes kept for reuse.
+	PipesPooled int
+	// PipeWaiters are directions queued for a pipe because the pool is exhausted.
+	PipeWaiters int
+	// SpliceCalls counts successful splice(2) calls since the engine started.
+	SpliceCalls uint64
+	// PipeWaits counts the times a direction had to queue for a pipe.
+	PipeWaits uint64
+}
 
 // Options configure an engine. The zero value is usable.
 type Options struct {
@@ -102,4 +127,6 @@ type Options struct {
 	Loops int
 	// Logf, if non-nil, receives debug lines.
 	Logf func(format string, args ...any)
+	// Metrics, if non-nil, is fed from the engine's Stats when scraped.
+	Metrics *Metrics
 }

@@ -1,0 +1,282 @@
+//go:build linux
+
+package splice
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// roundsPerTurn bounds the drain/pump rounds one direction does before letting the loop serve
+// other flows (a round moves at most one pipe's worth).
+const roundsPerTurn = 8
+
+// Epoll interest: edge-triggered reads always; EPOLLOUT only while a write is pending.
+const (
+	evBase = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+	evOut  = unix.EPOLLOUT
+)
+
+// direction is one half of a flow: bytes from fd[src] to fd[dst].
+//
+// Invariant: between turns of the loop, pipe != nil only while inPipe > 0 (or during the
+// turn that filled it): an empty pipe goes back to the pool at once.
+// Invariant: src is only drained into an empty pipe, so EAGAIN from a drain means src has
+// nothing to read, never that the pipe is full.
+type direction struct {
+	src, dst int
+	pre      []byte // written to dst before any relayed byte
+	countPre bool   // pre counts in n (ToUpstream does, ToClient does not)
+	pipe     *pipe
+	inPipe   int   // bytes in pipe, not yet written to dst
+	n        int64 // bytes written to dst
+	waiting  bool  // queued in the pool for a pipe
+	done     bool  // src hit EOF, everything was written and dst was shut for writing
+}
+
+// flow is the loop-owned state of one relayed connection pair.
+type flow struct {
+	loop *eloop
+	fd   [2]int
+	dir  [2]direction
+
+	readable [2]bool   // edge-triggered readiness, cleared on EAGAIN
+	writable [2]bool   // cleared on EAGAIN, set by EPOLLOUT
+	errSeen  [2]bool   // EPOLLERR not yet looked at
+	events   [2]uint32 // current epoll interest per side
+
+	connecting      bool
+	connectDeadline time.Time
+	connectErr      error
+
+	kind, target string
+	doneFn       func(Result)
+	start, last  time.Time
+	queued       bool        // in loop.ready
+	dead         atomic.Bool // read by the pool from other goroutines
+}
+
+func newFlow(f *Flow, cfd, ufd int) *flow {
+	fl := &flow{
+		fd:         [2]int{cfd, ufd},
+		writable:   [2]bool{true, !f.UpstreamConnecting},
+		connecting: f.UpstreamConnecting,
+		kind:       f.Kind,
+		target:     f.Target,
+		doneFn:     f.Done,
+	}
+	fl.dir[dirUp] = direction{src: sideClient, dst: sideUpstream, pre: f.ToUpstream, countPre: true}
+	fl.dir[dirDown] = direction{src: sideUpstream, dst: sideClient, pre: f.ToClient}
+	if fl.connecting {
+		fl.connectDeadline = time.Now().Add(f.connectTimeout())
+	}
+	return fl
+}
+
+// add registers a new flow's sockets. Readiness that already exists is reported by epoll at once.
+func (l *eloop) add(fl *flow) {
+	fl.start, fl.last = l.now, l.now
+	l.flows[fl] = struct{}{}
+	for s, fd := range fl.fd {
+		ev := uint32(evBase)
+		if s == sideUpstream && fl.connecting {
+			ev |= evOut
+		}
+		e := unix.EpollEvent{Events: ev, Fd: int32(fd)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &e); err != nil {
+			l.finish(fl, os.NewSyscallError("epoll_ctl", err), true)
+			return
+		}
+		fl.events[s] = ev
+		l.byFD[int32(fd)] = fl
+	}
+	// Bytes to send first (a proxy reply, optimistic data) go out now: their peers may be
+	// waiting for them before sending anything, so no readiness event would ever come.
+	if len(fl.dir[dirUp].pre) > 0 || len(fl.dir[dirDown].pre) > 0 {
+		l.process(fl)
+	}
+}
+
+func (l *eloop) event(fl *flow, fd int32, ev uint32) {
+	s := sideClient
+	if int(fd) == fl.fd[sideUpstream] {
+		s = sideUpstream
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		fl.readable[s] = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		fl.writable[s] = true
+	}
+	if ev&unix.EPOLLERR != 0 {
+		fl.errSeen[s] = true
+	}
+	l.process(fl)
+}
+
+// process advances both directions of fl as far as they go without blocking, then ends the flow
+// or updates its epoll interest.
+func (l *eloop) process(fl *flow) {
+	if fl.dead.Load() {
+		return
+	}
+	if fl.connecting && !l.checkConnect(fl) {
+		return
+	}
+	for i := range fl.dir {
+		if err := l.step(fl, i); err != nil {
+			l.finish(fl, err, true)
+			return
+		}
+	}
+	// A socket error that no running direction read (e.g. an RST on a side whose reads are done).
+	for s := range fl.errSeen {
+		if fl.errSeen[s] {
+			fl.errSeen[s] = false
+			if err := sockError(fl.fd[s]); err != nil {
+				l.finish(fl, err, true)
+				return
+			}
+		}
+	}
+	if fl.dir[dirUp].done && fl.dir[dirDown].done {
+		l.finish(fl, nil, false)
+		return
+	}
+	l.updateInterest(fl)
+}
+
+// checkConnect reports whether the upstream connect has completed; it ends the flow if it failed.
+func (l *eloop) checkConnect(fl *flow) bool {
+	if fl.errSeen[sideClient] {
+		if err := sockError(fl.fd[sideClient]); err != nil {
+			l.finish(fl, err, true)
+			return false
+		}
+	}
+	if !fl.writable[sideUpstream] {
+		return false
+	}
+	v, err := unix.GetsockoptInt(fl.fd[sideUpstream], unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && v != 0 {
+		err = unix.Errno(v)
+	}
+	if err != nil {
+		l.failConnect(fl, err)
+		return false
+	}
+	fl.connecting = false
+	fl.errSeen[sideUpstream] = false
+	fl.last = l.now
+	return true
+}
+
+// failConnect ends a flow whose upstream never connected; the client is reset.
+func (l *eloop) failConnect(fl *flow, errno error) {
+	op := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
+	if sa, err := unix.Getsockname(fl.fd[sideUpstream]); err == nil {
+		op.Source = sockaddrAddr(sa)
+	}
+	fl.connectErr = op
+	l.finish(fl, nil, true)
+}
+
+func sockaddrAddr(sa unix.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return nil
+}
+
+// updateInterest arms EPOLLOUT on a side exactly while a write to it is pending and blocked.
+func (l *eloop) updateInterest(fl *flow) {
+	for i := range fl.dir {
+		d := &fl.dir[i]
+		want := uint32(evBase)
+		if !fl.writable[d.dst] && (len(d.pre) > 0 || d.inPipe > 0) {
+			want |= evOut
+		}
+		if want == fl.events[d.dst] {
+			continue
+		}
+		e := unix.EpollEvent{Events: want, Fd: int32(fl.fd[d.dst])}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fl.fd[d.dst], &e); err != nil {
+			l.finish(fl, os.NewSyscallError("epoll_ctl", err), true)
+			return
+		}
+		fl.events[d.dst] = want
+	}
+}
+
+// finish ends fl: both sockets are closed (abortively, with RST, when abort is set), its pipes
+// are returned (or closed if they still hold bytes), and Done is called.
+func (l *eloop) finish(fl *flow, err error, abort bool) {
+	fl.dead.Store(true)
+	for _, fd := range fl.fd {
+		if l.byFD[int32(fd)] == fl {
+			delete(l.byFD, int32(fd))
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		}
+		if abort {
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}
+		unix.Close(fd)
+	}
+	for i := range fl.dir {
+		l.releasePipe(&fl.dir[i])
+	}
+	delete(l.flows, fl)
+	l.e.flowEnding()
+	if fl.doneFn != nil {
+		fl.doneFn(Result{
+			Kind: fl.kind, Target: fl.target,
+			Up: fl.dir[dirUp].n, Down: fl.dir[dirDown].n,
+			Start: fl.start, End: time.Now(),
+			ConnectErr: fl.connectErr, Err: err,
+		})
+	}
+	l.e.flowSettled()
+}
+
+// releasePipe gives d's pipe back: to the pool when empty, closed when it still holds bytes.
+func (l *eloop) releasePipe(d *direction) {
+	if d.pipe == nil {
+		return
+	}
+	if d.inPipe > 0 {
+		l.e.pool.discard(d.pipe)
+	} else {
+		l.e.pool.put(d.pipe)
+	}
+	d.pipe, d.inPipe = nil, 0
+}
+
+// sockError returns the pending error of a socket, if any.
+func sockError(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt", err)
+	}
+	if v == 0 {
+		return nil
+	}
+	return ioError("recv", unix.Errno(v))
+}
+
+// ioError wraps a failed socket call; a reset also wraps ErrReset.
+func ioError(op string, err error) error {
+	serr := os.NewSyscallError(op, err)
+	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
+		return fmt.Errorf("%w: %w", ErrReset, serr)
+	}
+	return serr
+}

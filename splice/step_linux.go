@@ -1,0 +1,123 @@
+//go:build linux
+
+package splice
+
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// step moves direction i of fl as far as it can without blocking: first the pre bytes, then
+// rounds of drain (src -> empty pipe) and pump (pipe -> dst until empty). It returns the error
+// that ends the flow, if any; backpressure, an empty source and an exhausted pool are not errors.
+//
+// Backpressure: while the pipe holds bytes that dst cannot take, src is not read; the bytes stay
+// in the pipe and EPOLLOUT on dst resumes the pump.
+func (l *eloop) step(fl *flow, i int) error {
+	d := &fl.dir[i]
+	if d.done {
+		return nil
+	}
+	if err := l.writePre(fl, d); err != nil || len(d.pre) > 0 {
+		return err
+	}
+	src, dst := fl.fd[d.src], fl.fd[d.dst]
+	for budget := roundsPerTurn; ; {
+		if d.inPipe > 0 {
+			if !fl.writable[d.dst] {
+				return nil
+			}
+			n, err := unix.Splice(d.pipe.r, nil, dst, nil, d.inPipe, unix.SPLICE_F_NONBLOCK)
+			switch {
+			case errors.Is(err, unix.EINTR):
+				continue
+			case errors.Is(err, unix.EAGAIN):
+				fl.writable[d.dst] = false
+				return nil
+			case err != nil:
+				return ioError("splice", err)
+			}
+			l.calls.Add(1)
+			d.inPipe -= int(n)
+			d.n += n
+			fl.last = l.now
+			continue
+		}
+		// The pipe is empty here (or there is none).
+		if d.waiting {
+			return nil
+		}
+		if !fl.readable[d.src] || budget == 0 {
+			l.releasePipe(d)
+			if fl.readable[d.src] {
+				l.requeue(fl)
+			}
+			return nil
+		}
+		if d.pipe == nil {
+			p, err := l.e.pool.get(fl, i)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				d.waiting = true // the pool posts a grant when a pipe frees up
+				return nil
+			}
+			d.pipe = p
+		}
+		n, err := unix.Splice(src, nil, d.pipe.w, nil, d.pipe.size, unix.SPLICE_F_NONBLOCK)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			// The pipe is empty, so it is the socket that has nothing to read.
+			fl.readable[d.src] = false
+			continue
+		case err != nil:
+			return ioError("splice", err)
+		case n == 0:
+			l.releasePipe(d)
+			return l.eof(fl, d)
+		}
+		l.calls.Add(1)
+		d.inPipe = int(n)
+		budget--
+	}
+}
+
+// writePre writes d.pre to dst with plain write(2), handling partial writes and EAGAIN.
+func (l *eloop) writePre(fl *flow, d *direction) error {
+	for len(d.pre) > 0 && fl.writable[d.dst] {
+		n, err := unix.Write(fl.fd[d.dst], d.pre)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			fl.writable[d.dst] = false
+			return nil
+		case err != nil:
+			return ioError("write", err)
+		}
+		d.pre = d.pre[n:]
+		if d.countPre {
+			d.n += int64(n)
+		}
+		fl.last = l.now
+	}
+	if len(d.pre) == 0 {
+		d.pre = nil
+	}
+	return nil
+}
+
+// eof finishes a direction whose source ended: the pipe is empty, so the peer has everything and
+// gets a FIN. The other direction keeps running (half-close).
+func (l *eloop) eof(fl *flow, d *direction) error {
+	d.done = true
+	err := unix.Shutdown(fl.fd[d.dst], unix.SHUT_WR)
+	if err != nil && !errors.Is(err, unix.ENOTCONN) {
+		return ioError("shutdown", err)
+	}
+	return nil
+}
