@@ -3,4 +3,4 @@
 package config
 
 // DefaultMaxConns is fixed where the file limit cannot be read.
-func DefaultMaxConns() int { return maxConnsFor(8192) }
+func DefaultMaxConns(e Engine) int { return maxConnsFor(8192, e) }

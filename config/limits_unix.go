@@ -6,7 +6,7 @@ import "golang.org/x/sys/unix"
 
 // DefaultMaxConns derives the flow cap from the soft RLIMIT_NOFILE (which the Go runtime raises to
 // the hard limit at start); see maxConnsFor.
-func DefaultMaxConns() int { return maxConnsFor(rlimit()) }
+func DefaultMaxConns(e Engine) int { return maxConnsFor(rlimit(), e) }
 
 func rlimit() uint64 {
 	var rl unix.Rlimit

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -138,7 +139,7 @@ func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
 		return flagErr("engine", string(c.Engine), errors.New("want auto, splice or goroutine"))
 	}
 	if maxConns == "" {
-		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(), true
+		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(c.resolvedEngine()), true
 	} else if n, err := strconv.Atoi(maxConns); err != nil || n < 1 {
 		return flagErr("max-conns", maxConns, errors.New("want a positive integer"))
 	} else {
@@ -182,6 +183,17 @@ func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
 	}
 	c.NAT64Mode, c.NAT64Prefixes = mode, prefixes
 	return nil
+}
+
+// resolvedEngine is the engine --engine auto stands for on this OS.
+func (c *Config) resolvedEngine() Engine {
+	if c.Engine == EngineAuto {
+		if runtime.GOOS == "linux" {
+			return EngineSplice
+		}
+		return EngineGoroutine
+	}
+	return c.Engine
 }
 
 func flagErr(name, value string, err error) error {

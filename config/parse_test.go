@@ -142,10 +142,13 @@ func TestEnvName(t *testing.T) {
 }
 
 func TestMaxConnsFor(t *testing.T) {
-	if got := maxConnsFor(20000); got != (20000-fdReserve-2*DefaultMaxPipes)/2 {
-		t.Errorf("maxConnsFor(20000) = %d", got)
+	if got := maxConnsFor(20000, EngineSplice); got != (20000-fdReserve-2*DefaultMaxPipes)/2 {
+		t.Errorf("maxConnsFor(20000, splice) = %d", got)
 	}
-	if got := maxConnsFor(10); got != 16 {
+	if got := maxConnsFor(20000, EngineGoroutine); got != (20000-fdReserve)/6 {
+		t.Errorf("maxConnsFor(20000, goroutine) = %d", got)
+	}
+	if got := maxConnsFor(10, EngineSplice); got != 16 {
 		t.Errorf("maxConnsFor(10) = %d, want the floor 16", got)
 	}
 }

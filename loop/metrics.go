@@ -55,6 +55,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"reason"}),
 	}
 	reg.MustRegister(m.flowsTotal, m.flowsActive, m.bytesTotal, m.flowDuration, m.connectFails, m.handshakes, m.rejects)
+	// Every reject reason is exported from the start, at 0, so alerts can rate() it.
+	for _, r := range []string{RejectMaxConns, RejectHandshakeTimeout, RejectHandshakeBytes, RejectAuth,
+		RejectPolicy, RejectProtocol, RejectDraining} {
+		m.rejects.WithLabelValues(r)
+	}
 	return m
 }
 

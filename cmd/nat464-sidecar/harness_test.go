@@ -230,6 +230,26 @@ func (s *proc) fds() int {
 	return len(ents)
 }
 
+// fdKinds counts the process's open sockets and pipe ends.
+func (s *proc) fdKinds() (sockets, pipes int) {
+	s.t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, e := range ents {
+		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		switch {
+		case strings.HasPrefix(target, "socket:"):
+			sockets++
+		case strings.HasPrefix(target, "pipe:"):
+			pipes++
+		}
+	}
+	return sockets, pipes
+}
+
 // metric returns the sum of the samples of a metric family whose label text contains sel.
 func (s *proc) metric(name, sel string) float64 {
 	s.t.Helper()

@@ -13,7 +13,8 @@ func TestMetricsScrape(t *testing.T) {
 	requireLinux(t)
 	app := echoApp(t)
 	l := freePort(t)
-	f := newProxyFixture(t, "splice", "--inbound", fmt.Sprintf("[::1]:%d=%s", l, app), "--pprof")
+	f := newProxyFixture(t, "splice", "--inbound", fmt.Sprintf("[::1]:%d=%s", l, app), "--pprof",
+		"--nat64-prefix", "64:ff9b::/96")
 	s := f.s
 	before := s.metric("nat464_loop_flows_total", `kind="inbound"`)
 	roundTrips(t, fmt.Sprintf("[::1]:%d", l), 20, 4)
@@ -26,7 +27,7 @@ func TestMetricsScrape(t *testing.T) {
 	curl(t, "-x", "socks5h://"+f.proxyAddr, f.url("app.test"))
 	for _, sel := range []struct{ name, labels string }{
 		{"nat464_loop_handshakes_total", `protocol="socks5"`},
-		{"nat464_eyeballs_attempts_total", `family="4"`},
+		{"nat464_eyeballs_attempts_total", `family="ipv4"`},
 		{"nat464_eyeballs_connect_duration_seconds_count", ""},
 		{"nat464_loop_flow_duration_seconds_count", `kind="inbound"`},
 	} {
@@ -37,7 +38,7 @@ func TestMetricsScrape(t *testing.T) {
 	_, body := s.get("/metrics")
 	for _, family := range []string{
 		"nat464_build_info", "nat464_loop_flows_active", "nat464_loop_rejects_total",
-		"nat464_splice_pipes_in_use", "nat464_splice_calls_total", "nat464_resolver_queries_total",
+		"nat464_splice_pipes_in_use", "nat464_splice_calls_total", "nat464_resolver_cache_misses_total",
 		"nat464_nat64_prefix_info", "nat464_eyeballs_winners_total", "go_goroutines", "process_open_fds",
 	} {
 		if !strings.Contains(body, "# TYPE "+family+" ") {
