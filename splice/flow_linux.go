@@ -183,9 +183,18 @@ func (l *eloop) failConnect(fl *flow, errno error) {
 	if sa, err := unix.Getsockname(fl.fd[sideUpstream]); err == nil {
 		op.Source = sockaddrAddr(sa)
 	}
+	if fl.target != "" {
+		op.Addr = targetAddr(fl.target)
+	}
 	fl.connectErr = op
 	l.finish(fl, nil, true)
 }
+
+// targetAddr names a flow's upstream in errors (net.OpError prints Source->Addr).
+type targetAddr string
+
+func (a targetAddr) Network() string { return "tcp" }
+func (a targetAddr) String() string  { return string(a) }
 
 func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 	switch a := sa.(type) {
