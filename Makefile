@@ -12,7 +12,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 DIST    ?= dist
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run demo test test-unit test-fuzz test-bench-once test-modules check image docker-image
+.PHONY: help build run demo test test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,7 +42,7 @@ test-bench-once: ## run every micro-benchmark once so none rots
 
 test-modules: ## tests of the deploy and bench modules
 	cd deploy && $(GO) test -count=1 ./...
-	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd bench && test -z "$$(gofmt -l .)" && $(GO) vet ./... && GOOS=darwin $(GO) vet ./... && $(GO) test -count=1 ./...
 
 check: ## gofmt, go vet, cross-build for darwin (keeps the portable fallback compiling)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -60,3 +60,16 @@ image: ## build the container image without Docker: $(DIST)/nat464-sidecar-oci.t
 
 docker-image: ## build the same image with a Docker engine (distroless base; needs a Docker daemon)
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t nat464-sidecar:$(VERSION) .
+
+bench-build: ## build bin/nat464-sidecar and bin/nat464-bench (bench/ is its own module)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nat464-sidecar
+	cd bench && $(GO) build -o ../bin/nat464-bench .
+
+bench: bench-build ## full benchmark against direct and the peers (about 10-12 min) -> bench/results/full
+	cd bench && ../bin/nat464-bench run -mode full -sidecar ../$(BIN) -out results/full
+
+bench-quick: bench-build ## quick benchmark (under 2 min) -> bench/results/quick
+	cd bench && ../bin/nat464-bench run -mode quick -sidecar ../$(BIN) -out results/quick
+
+bench-deps: ## install the peers the benchmark compares against (haproxy 6tunnel socat dante-server microsocks)
+	sh bench/deps.sh

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Machine is what the report says about where it ran.
+type Machine struct {
+	CPUModel  string            `json:"cpu_model"`
+	Cores     int               `json:"cores"`
+	Kernel    string            `json:"kernel"`
+	GoVersion string            `json:"go_version"`
+	Date      time.Time         `json:"date"`
+	Sidecar   string            `json:"sidecar,omitempty"`
+	Commit    string            `json:"commit,omitempty"` // of the sidecar's work tree
+	Versions  map[string]string `json:"versions,omitempty"`
+}
+
+func machineFacts(sidecar string, cs []*Contender) Machine {
+	m := Machine{
+		CPUModel:  cpuModel(),
+		Cores:     runtime.NumCPU(),
+		Kernel:    firstLine(readFile("/proc/sys/kernel/osrelease")),
+		GoVersion: runtime.Version(),
+		Date:      time.Now().UTC(),
+		Sidecar:   sidecar,
+		Versions:  map[string]string{},
+	}
+	if sidecar != "" {
+		out, err := exec.Command("git", "-C", filepath.Dir(sidecar), "rev-parse", "--short", "HEAD").Output()
+		if err == nil {
+			m.Commit = strings.TrimSpace(string(out))
+		}
+	}
+	if m.Kernel == "" {
+		m.Kernel = runtime.GOOS
+	}
+	for _, c := range cs {
+		if !c.Peer {
+			continue
+		}
+		if v := peerVersion(c.Name, c.Bin); v != "" {
+			m.Versions[c.Name] = v
+		}
+	}
+	return m
+}
+
+func cpuModel() string {
+	for _, l := range strings.Split(readFile("/proc/cpuinfo"), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+// peerVersion asks a peer for its version (best effort, never fatal).
+func peerVersion(name, bin string) string {
+	var args []string
+	switch name {
+	case "haproxy", "danted":
+		args = []string{"-v"}
+	case "socat":
+		args = []string{"-V"}
+	default:
+		return ""
+	}
+	out, _ := exec.Command(bin, args...).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(strings.ToLower(l), "version") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func firstLine(s string) string {
+	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}

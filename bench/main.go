@@ -1,0 +1,85 @@
+// Command bench is the macro benchmark harness of nat464-sidecar: an
+// IPv4-only app to proxy to (serve), load generators (rate, bulk, idle),
+// a driver that runs direct, the sidecar and peer proxies under the same load
+// (run), and a Markdown/JSON/SVG report with pprof top tables.
+//
+// It is its own module so that its dependencies (gonum/plot, pprof) never
+// reach the sidecar binary. Nothing here is imported by the product.
+//
+// Usage:
+//
+//	bench serve [-listen 127.0.0.1:0]
+//	bench rate  -target ADDR [-socks PROXY] [-workers N] [-duration D] [-client-close] [-pid PID]
+//	bench bulk  -target ADDR [-socks PROXY] [-streams N] [-duration D] [-pid PID]
+//	bench idle  -target ADDR [-socks PROXY] -flows K -pid PID
+//	bench run   [-mode quick|full] [-sidecar PATH] [-out DIR] [-only NAMES] [-idle-flows K]
+//
+// ADDR is the app (bench serve), an inbound mapping in front of it, or with
+// -socks the app's IPv4 address:port behind a SOCKS5 proxy. PID is the
+// proxy whose CPU, memory and fds are measured. See README.md for what run
+// measures and reports.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+var (
+	errShort          = errors.New("bench: socks: short reply")
+	errSOCKSVer       = errors.New("bench: socks: bad version")
+	errSOCKSMethod    = errors.New("bench: socks: no acceptable method")
+	errSOCKSRep       = errors.New("bench: socks: request failed")
+	errSOCKSAtyp      = errors.New("bench: socks: bad address type")
+	errSOCKSDest      = errors.New("bench: socks: destination is not an IPv4 address:port")
+	errBadEcho        = errors.New("bench: echo mismatch")
+	errNoEOF          = errors.New("bench: expected EOF from the app")
+	errNotEstablished = errors.New("bench: idle flows not established")
+	errProcStat       = errors.New("bench: malformed /proc/PID/stat")
+	errNoProc         = errors.New("bench: /proc sampling needs Linux")
+	errNotReady       = errors.New("bench: process did not become ready")
+	errExited         = errors.New("bench: process exited")
+	errBroken         = errors.New("bench: contender is broken")
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	raiseNoFile()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = cmdServe(args)
+	case "rate":
+		err = cmdRate(args)
+	case "bulk":
+		err = cmdBulk(args)
+	case "idle":
+		err = cmdIdle(args)
+	case "run":
+		err = cmdRun(args)
+	case "help", "-h", "--help":
+		usage()
+		return
+	default:
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: bench serve|rate|bulk|idle|run [flags]
+  serve  IPv4-only app on 127.0.0.1 (echo, echo-once, sink, source, hold)
+  rate   connection per request, 64 B echo, N workers; conns/s and latency
+  bulk   N long streams each direction; Gbit/s
+  idle   K idle flows; RSS, PSS and fds per flow of a proxy PID
+  run    the driver: all contenders, all tests, report in -out
+`)
+}

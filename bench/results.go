@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"time"
+)
+
+// Test ids, in report order.
+const (
+	TestRate    = "rate"    // N workers, the app closes first
+	TestRateCC  = "rate-cc" // N workers, the client closes first
+	TestLatency = "latency" // 1 worker, the app closes first
+	TestBulk    = "bulk"
+	TestIdle    = "idle"
+)
+
+// Plan is the shape of one driver run.
+type Plan struct {
+	Mode            string        `json:"mode"`
+	Warmup          time.Duration `json:"warmup_ns"`
+	Duration        time.Duration `json:"duration_ns"`
+	ShortDuration   time.Duration `json:"short_duration_ns"` // latency and rate-cc
+	Workers         int           `json:"workers"`
+	Streams         int           `json:"streams_per_direction"`
+	IdleFlows       int           `json:"idle_flows"`
+	Reps            int           `json:"reps"`
+	IdleReps        int           `json:"idle_reps"`
+	ProfileSeconds  int           `json:"profile_seconds"`
+	ProfileContends []string      `json:"profile_contenders"`
+}
+
+// plans are the built-in run shapes. Quick fits in about two minutes and
+// full in about twelve on two cores with every peer installed.
+var plans = map[string]Plan{
+	"quick": {
+		Mode: "quick", Warmup: 300 * time.Millisecond, Duration: 2500 * time.Millisecond,
+		ShortDuration: time.Second, Workers: 16, Streams: 2,
+		IdleFlows: 1000, Reps: 1, IdleReps: 1, ProfileSeconds: 2,
+		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
+	},
+	"full": {
+		Mode: "full", Warmup: time.Second, Duration: 8 * time.Second,
+		ShortDuration: 4 * time.Second, Workers: 16, Streams: 2,
+		IdleFlows: 9000, Reps: 2, IdleReps: 2, ProfileSeconds: 5,
+		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
+	},
+}
+
+// Results is everything one driver run measured; results.json holds it.
+type Results struct {
+	Machine    Machine            `json:"machine"`
+	Plan       Plan               `json:"plan"`
+	Started    time.Time          `json:"started"`
+	Finished   time.Time          `json:"finished"`
+	Contenders []*ContenderResult `json:"contenders"`
+	Skipped    map[string]string  `json:"skipped,omitempty"`
+	Profiles   []*ProfileResult   `json:"profiles,omitempty"`
+	Targets    []TargetResult     `json:"targets"`
+	Notes      []string           `json:"notes,omitempty"`
+}
+
+// ContenderResult holds every run of every test of one contender.
+type ContenderResult struct {
+	Name    string           `json:"name"`
+	Family  string           `json:"family"`
+	Peer    bool             `json:"peer,omitempty"`
+	Sidecar bool             `json:"sidecar,omitempty"`
+	Failed  string           `json:"failed,omitempty"`  // why it stopped being run
+	NoIdle  string           `json:"no_idle,omitempty"` // why the idle test does not apply
+	Tests   map[string][]Run `json:"tests"`
+}
+
+// Run is one measurement. Fields that do not apply to a test are zero;
+// CPU fields are -1 when there is no proxy process (direct).
+type Run struct {
+	Seconds     float64 `json:"seconds"`
+	Errors      uint64  `json:"errors"`
+	ErrorSample string  `json:"error_sample,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+
+	Conns       uint64     `json:"conns,omitempty"`
+	ConnsPerSec float64    `json:"conns_per_sec,omitempty"`
+	P50us       float64    `json:"p50_us,omitempty"`
+	P99us       float64    `json:"p99_us,omitempty"`
+	P999us      float64    `json:"p999_us,omitempty"`
+	CPUusConn   float64    `json:"cpu_us_per_conn,omitempty"`
+	CDF         []CDFPoint `json:"cdf,omitempty"`
+
+	UpGbps   float64 `json:"up_gbps,omitempty"`
+	DownGbps float64 `json:"down_gbps,omitempty"`
+	GB       float64 `json:"gb,omitempty"`
+	CPUsGB   float64 `json:"cpu_s_per_gb,omitempty"`
+
+	Flows         int     `json:"flows,omitempty"`
+	Established   int     `json:"established,omitempty"`
+	RSSKiBPerFlow float64 `json:"rss_kib_per_flow,omitempty"`
+	PSSKiBPerFlow float64 `json:"pss_kib_per_flow,omitempty"`
+	FDsPerFlow    float64 `json:"fds_per_flow,omitempty"`
+}
+
+// TargetResult is one pass/fail line of the report.
+type TargetResult struct {
+	Name      string  `json:"name"`
+	Contender string  `json:"contender"`
+	Value     float64 `json:"value"`
+	Limit     float64 `json:"limit"`
+	Unit      string  `json:"unit"`
+	Pass      bool    `json:"pass"`
+	Note      string  `json:"note,omitempty"`
+}
+
+// contender returns the result of a contender by name, or nil.
+func (r *Results) contender(name string) *ContenderResult {
+	for _, c := range r.Contenders {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// stat is the mean and spread of one metric over the runs of a test.
+type stat struct {
+	Mean   float64
+	Spread float64 // (max-min)/mean, 0 for one run
+	N      int
+	Errors uint64
+}
+
+// statOf aggregates metric over runs; it is NaN-safe (N==0 means no data).
+func statOf(runs []Run, metric func(Run) float64) stat {
+	var s stat
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, r := range runs {
+		v := metric(r)
+		s.Errors += r.Errors
+		if math.IsNaN(v) {
+			continue
+		}
+		s.Mean += v
+		s.N++
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	if s.N == 0 {
+		s.Mean = math.NaN()
+		return s
+	}
+	s.Mean /= float64(s.N)
+	if s.N > 1 && s.Mean != 0 {
+		s.Spread = (hi - lo) / math.Abs(s.Mean)
+	}
+	return s
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ProcSample is one reading of a process tree.
+type ProcSample struct {
+	RSSKiB     int64   // sum of VmRSS
+	PSSKiB     int64   // sum of Pss from smaps_rollup
+	FDs        int     // open file descriptors
+	CPUSeconds float64 // user+system, including reaped children
+	Procs      int     // processes in the tree
+}
