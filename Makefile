@@ -12,7 +12,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 DIST    ?= dist
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run demo test test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
+.PHONY: help build run demo test test-e2e lab-up lab-down test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,10 +26,21 @@ run: build ## build and run the sidecar with its defaults (inbound [::]:8080 -> 
 demo: build ## IPv4-only app on 127.0.0.1, the sidecar in front, the page fetched over [::1]
 	./scripts/demo.sh
 
-test: check test-unit test-fuzz test-bench-once test-modules ## the full suite, as CI runs it (Linux/root tests included; CI=true turns their skips into failures)
+test: check test-unit test-e2e test-fuzz test-bench-once test-modules ## the full suite, as CI runs it (Linux/root tests included; CI=true turns their skips into failures)
 
 test-unit: ## go test of the sidecar module (unit, relay, integration and lab e2e tests)
 	$(GO) test -count=1 -timeout 15m ./...
+
+test-e2e: ## the IPv6-only pod lab suite (tayga NAT64, unbound DNS64, network namespaces): needs root on Linux; required when CI=true
+	@if [ "$$CI" = true ] || { [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ]; }; then \
+		$(GO) test -tags e2e -count=1 -timeout 10m ./test/e2e/; \
+	else echo "test-e2e: skipped (needs root on Linux; test/lab/README.md)"; fi
+
+lab-up: ## start the IPv6-only pod lab (root; MODE=wkp|nsp)
+	test/lab/lab.sh up --mode $(or $(MODE),wkp)
+
+lab-down: ## tear the lab down completely
+	test/lab/lab.sh down
 
 test-fuzz: ## run every fuzz target for FUZZTIME
 	@set -e; for pkg in $$($(GO) list ./...); do \

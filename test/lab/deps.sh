@@ -1,0 +1,61 @@
+#!/bin/sh
+# deps.sh installs what the nat464-sidecar lab (test/lab/lab.sh) and the e2e suite (test/e2e)
+# need on a Debian/Ubuntu machine. It is idempotent: packages already present are left alone.
+# Run as root. The e2e tests never install anything themselves; CI calls this script first.
+set -eu
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: must run as root" >&2
+	exit 1
+fi
+
+# command -> Debian package that provides it
+need="
+tayga:tayga
+unbound:unbound
+curl:curl
+proxychains4:proxychains4
+ip:iproute2
+iptables:iptables
+ip6tables:iptables
+setpriv:util-linux
+nc:netcat-openbsd
+dig:dnsutils
+sha256sum:coreutils
+"
+
+missing=""
+for pair in $need; do
+	cmd=${pair%%:*}
+	pkg=${pair#*:}
+	if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1; then
+		case " $missing " in
+		*" $pkg "*) ;;
+		*) missing="$missing $pkg" ;;
+		esac
+	fi
+done
+
+if [ -n "$missing" ]; then
+	echo "deps.sh: installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	# Wait for other apt users instead of failing on the dpkg lock.
+	apt-get -o DPkg::Lock::Timeout=600 update
+	# shellcheck disable=SC2086
+	apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing
+else
+	echo "deps.sh: all lab tools present"
+fi
+
+# The Debian unbound package starts a system-wide daemon; the lab runs its own instances inside
+# network namespaces, so stop the packaged one if it came up (it is harmless but listens on :53).
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet unbound 2>/dev/null; then
+	systemctl stop unbound || true
+fi
+
+# tayga needs the TUN device.
+if [ ! -c /dev/net/tun ]; then
+	mkdir -p /dev/net
+	mknod /dev/net/tun c 10 200
+	chmod 0666 /dev/net/tun
+fi
