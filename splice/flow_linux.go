@@ -46,10 +46,9 @@ type flow struct {
 	fd   [2]int
 	dir  [2]direction
 
-	readable [2]bool   // edge-triggered readiness, cleared on EAGAIN
-	writable [2]bool   // cleared on EAGAIN, set by EPOLLOUT
-	errSeen  [2]bool   // EPOLLERR not yet looked at
-	events   [2]uint32 // current epoll interest per side
+	readable [2]bool // edge-triggered readiness, cleared on EAGAIN
+	writable [2]bool // cleared on EAGAIN, set by EPOLLOUT
+	errSeen  [2]bool // EPOLLERR not yet looked at
 
 	connecting      bool
 	connectDeadline time.Time
@@ -83,17 +82,16 @@ func newFlow(f *Flow, cfd, ufd int) *flow {
 func (l *eloop) add(fl *flow) {
 	fl.start, fl.last = l.now, l.now
 	l.flows[fl] = struct{}{}
-	for s, fd := range fl.fd {
-		ev := uint32(evBase)
-		if s == sideUpstream && fl.connecting {
-			ev |= evOut
-		}
+	for _, fd := range fl.fd {
+		// Both sides are watched for EPOLLOUT from the start, edge-triggered: the edge comes
+		// when a connect completes and, later, only after a write hit EAGAIN and space freed up,
+		// so no EPOLL_CTL_MOD is ever needed and no wake-up is wasted.
+		ev := uint32(evBase | evOut)
 		e := unix.EpollEvent{Events: ev, Fd: int32(fd)}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &e); err != nil {
 			l.finish(fl, os.NewSyscallError("epoll_ctl", err), true)
 			return
 		}
-		fl.events[s] = ev
 		l.byFD[int32(fd)] = fl
 	}
 	// Bytes to send first (a proxy reply, optimistic data) go out now: their peers may be
@@ -147,9 +145,7 @@ func (l *eloop) process(fl *flow) {
 	}
 	if fl.dir[dirUp].done && fl.dir[dirDown].done {
 		l.finish(fl, nil, false)
-		return
 	}
-	l.updateInterest(fl)
 }
 
 // checkConnect reports whether the upstream connect has completed; it ends the flow if it failed.
@@ -204,26 +200,6 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
 	}
 	return nil
-}
-
-// updateInterest arms EPOLLOUT on a side exactly while a write to it is pending and blocked.
-func (l *eloop) updateInterest(fl *flow) {
-	for i := range fl.dir {
-		d := &fl.dir[i]
-		want := uint32(evBase)
-		if !fl.writable[d.dst] && (len(d.pre) > 0 || d.inPipe > 0) {
-			want |= evOut
-		}
-		if want == fl.events[d.dst] {
-			continue
-		}
-		e := unix.EpollEvent{Events: want, Fd: int32(fl.fd[d.dst])}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fl.fd[d.dst], &e); err != nil {
-			l.finish(fl, os.NewSyscallError("epoll_ctl", err), true)
-			return
-		}
-		fl.events[d.dst] = want
-	}
 }
 
 // finish ends fl: both sockets are closed (abortively, with RST, when abort is set), its pipes
