@@ -80,10 +80,10 @@ bench-build: ## build bin/nat464-sidecar and bin/nat464-bench (bench/ is its own
 	cd bench && $(GO) build -o ../bin/nat464-bench .
 
 bench: bench-build ## full benchmark against direct and the peers (about 10-12 min) -> bench/results/full
-	cd bench && ../bin/nat464-bench run -mode full -sidecar ../$(BIN) -out results/full
+	bench/run.sh full results/full ../$(BIN)
 
 bench-quick: bench-build ## quick benchmark (under 2 min) -> bench/results/quick
-	cd bench && ../bin/nat464-bench run -mode quick -sidecar ../$(BIN) -out results/quick
+	bench/run.sh quick results/quick ../$(BIN)
 
 bench-deps: ## install the peers the benchmark compares against (haproxy 6tunnel socat dante-server microsocks)
 	sh bench/deps.sh
