@@ -37,10 +37,8 @@ func DetachFD(c net.Conn) (int, error) {
 	if err != nil {
 		return -1, os.NewSyscallError("fcntl", err)
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, os.NewSyscallError("fcntl", err)
-	}
+	// The duplicate shares the open file description, and with it O_NONBLOCK: the Go runtime
+	// keeps every socket it hands out non-blocking, so no fcntl(F_SETFL) is needed.
 	return fd, nil
 }
 
