@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -53,7 +54,15 @@ func TestSampleTreeAndProcs(t *testing.T) {
 	if self.Procs < 2 || self.RSSKiB <= 0 || self.PSSKiB <= 0 || self.FDs <= 0 {
 		t.Fatalf("sample of the test process and its children: %+v", self)
 	}
-	tree, err := procTree(p.PID())
+	// The shell forks its sleeps a moment after it starts: wait for them (bounded).
+	var tree []int
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		tree, err = procTree(p.PID())
+		if err != nil || len(tree) >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err != nil || len(tree) < 2 {
 		t.Fatalf("tree of the child: %v, %v; want the shell and its sleeps", tree, err)
 	}
