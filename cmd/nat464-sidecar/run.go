@@ -60,7 +60,7 @@ func (sc *sidecar) serve(sig <-chan os.Signal) int {
 			sc.reload()
 			continue
 		}
-		sc.log.Info("signal received: draining", "signal", s.String(), "drain_timeout", sc.cfg.DrainTimeout)
+		sc.log.Info("signal received: draining", "signal", s.String(), "drain_timeout", sc.cfg.DrainTimeout.String())
 		done := make(chan int, 1)
 		go func() { done <- sc.drain() }()
 		for {
@@ -95,9 +95,9 @@ func (sc *sidecar) drain() int {
 	defer acancel()
 	_ = sc.admin.Shutdown(actx)
 	if err != nil {
-		sc.log.Warn("drain timeout: remaining flows cut", "flows_at_start", active, "elapsed", time.Since(start))
+		sc.log.Warn("drain timeout: remaining flows cut", "flows_at_start", active, "elapsed", time.Since(start).String())
 	} else {
-		sc.log.Info("drained", "flows_at_start", active, "elapsed", time.Since(start))
+		sc.log.Info("drained", "flows_at_start", active, "elapsed", time.Since(start).String())
 	}
 	return exitOK
 }

@@ -108,7 +108,7 @@ func (sc *sidecar) logStart() {
 		how = "derived from RLIMIT_NOFILE"
 	}
 	lg.Info("started", "version", version, "engine", sc.engine.Name(), "max_conns", cfg.MaxConns,
-		"max_conns_from", how, "idle_timeout", cfg.IdleTimeout, "drain_timeout", cfg.DrainTimeout)
+		"max_conns_from", how, "idle_timeout", cfg.IdleTimeout.String(), "drain_timeout", cfg.DrainTimeout.String())
 }
 
 // readyChecks: every inbound target accepts TCP, the front end responds, and the outbound stack
