@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -121,19 +120,6 @@ type plainDialer struct{}
 func (plainDialer) DialContext(ctx context.Context, host string, port uint16) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", net.JoinHostPort(host, fmt.Sprint(port)))
-}
-
-// matchMapping finds the inbound mapping a connection accepted on local belongs to.
-func matchMapping(ms []config.Mapping, local netip.AddrPort) (config.Mapping, bool) {
-	for _, m := range ms {
-		if m.Listen.Port() != local.Port() {
-			continue
-		}
-		if m.Listen.Addr().IsUnspecified() || m.Listen.Addr() == local.Addr().WithZone("") {
-			return m, true
-		}
-	}
-	return config.Mapping{}, false
 }
 
 // flowDone wraps a flow's end: it frees the flow's slot, counts it and logs it at debug level.

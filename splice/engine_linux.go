@@ -176,6 +176,7 @@ func (e *SpliceEngine) flowSettled() {
 // the rest abortively (Result.Err wraps ErrDrainCut) and returns ctx.Err().
 func (e *SpliceEngine) Drain(ctx context.Context) error {
 	e.stopAccepting(stateDraining)
+	e.StopInbound()
 	select {
 	case <-e.zero:
 		return nil

@@ -14,10 +14,13 @@ import (
 
 // Task kinds posted to a loop.
 const (
-	taskAdd   = iota // start relaying fl
-	taskGrant        // the pool lends pipe to fl's direction dir
-	taskCut          // end every flow abortively with err
-	taskStop         // end every flow with ErrClosed and leave run
+	taskAdd      = iota // start relaying fl
+	taskGrant           // the pool lends pipe to fl's direction dir
+	taskCut             // end every flow abortively with err
+	taskStop            // end every flow with ErrClosed and leave run
+	taskListen          // start accepting on ln
+	taskUnlisten        // close every listener
+	taskPing            // close done (liveness)
 )
 
 type task struct {
@@ -26,6 +29,8 @@ type task struct {
 	dir  int
 	pipe *pipe
 	err  error
+	ln   *listener
+	done chan struct{}
 }
 
 // eloop is one epoll loop. Everything reachable from flows is owned by the loop's goroutine;
@@ -41,7 +46,9 @@ type eloop struct {
 
 	flows     map[*flow]struct{}
 	byFD      map[int32]*flow
-	ready     []*flow // flows that yielded with work left
+	listeners map[int32]*listener // inbound listeners served by this loop (ServeInbound)
+	paused    int                 // listeners resting after fd exhaustion
+	ready     []*flow             // flows that yielded with work left
 	now       time.Time
 	lastSweep time.Time
 	calls     atomic.Uint64
@@ -65,8 +72,9 @@ func newLoop(e *SpliceEngine) (*eloop, error) {
 	}
 	return &eloop{
 		e: e, epfd: epfd, evfd: evfd,
-		flows: make(map[*flow]struct{}),
-		byFD:  make(map[int32]*flow),
+		flows:     make(map[*flow]struct{}),
+		byFD:      make(map[int32]*flow),
+		listeners: make(map[int32]*listener),
 	}, nil
 }
 
@@ -109,7 +117,7 @@ func (l *eloop) run() {
 		timeout := -1
 		if len(l.ready) > 0 {
 			timeout = 0
-		} else if len(l.flows) > 0 {
+		} else if len(l.flows) > 0 || l.paused > 0 {
 			timeout = int(max(tick-l.now.Sub(l.lastSweep), time.Millisecond) / time.Millisecond)
 		}
 		n, err := unix.EpollWait(l.epfd, events, timeout)
@@ -127,6 +135,10 @@ func (l *eloop) run() {
 				}
 				continue
 			}
+			if ln := l.listeners[ev.Fd]; ln != nil {
+				l.accept(ln)
+				continue
+			}
 			if fl := l.byFD[ev.Fd]; fl != nil {
 				l.event(fl, ev.Fd, ev.Events)
 			}
@@ -134,6 +146,7 @@ func (l *eloop) run() {
 		l.runReady()
 		if l.now.Sub(l.lastSweep) >= tick {
 			l.sweep()
+			l.resume()
 			l.lastSweep = l.now
 		}
 	}
@@ -151,9 +164,16 @@ func (l *eloop) runTasks() (stop bool) {
 			l.cutAll(t.err)
 		case taskStop:
 			stop = true
+		case taskListen:
+			l.listen(t.ln)
+		case taskUnlisten:
+			l.unlisten()
+		case taskPing:
+			close(t.done)
 		}
 	}
 	if stop {
+		l.unlisten()
 		l.cutAll(ErrClosed)
 	}
 	return stop
@@ -163,6 +183,7 @@ func (l *eloop) runTasks() (stop bool) {
 func (l *eloop) leftovers() {
 	l.now = time.Now()
 	l.runTasks()
+	l.unlisten()
 	l.cutAll(ErrClosed)
 }
 

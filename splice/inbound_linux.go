@@ -1,0 +1,267 @@
+//go:build linux
+
+package splice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Inbound is a listening port the splice engine serves itself: every loop accepts on its own
+// SO_REUSEPORT socket and relays each connection to Target on the same loop, so a connection
+// never changes thread between accept and relay (no fd duplication, no wake-up of another
+// thread). This is the inbound fast path; proxy ports, whose handshakes need parsing, stay with
+// the front end.
+type Inbound struct {
+	// Listen is bound on every loop; an IPv6 address is bound with IPV6_V6ONLY.
+	Listen netip.AddrPort
+	// Target is connected (non-blocking) for every accepted connection.
+	Target netip.AddrPort
+	// Admit is called for each accepted connection; false closes it at once (the flow cap).
+	// If nil, every connection is admitted.
+	Admit func() bool
+	// ConnectTimeout bounds the connect to Target; if zero, 10s.
+	ConnectTimeout time.Duration
+	// Kind labels the flows in results.
+	Kind string
+	// Done is called once per admitted flow, as Flow.Done.
+	Done func(Result)
+	// AcceptError, if non-nil, is told of accept failures that are not transient; on fd
+	// exhaustion (EMFILE, ENFILE) the listener pauses for acceptPause before it tries again.
+	AcceptError func(error)
+}
+
+// acceptBatch bounds the accepts of one readiness event, so that one busy listener does not
+// starve the loop's flows; the listener is level-triggered and reports again.
+const acceptBatch = 64
+
+// acceptPause is how long a listener rests after the process ran out of fds.
+const acceptPause = 100 * time.Millisecond
+
+type listener struct {
+	fd       int
+	in       *Inbound
+	target   string
+	paused   bool
+	resumeAt time.Time
+}
+
+// ServeInbound binds in.Listen once per loop and starts accepting. It returns the bound address
+// (with the port the kernel chose when in.Listen's port is 0).
+func (e *SpliceEngine) ServeInbound(in Inbound) (net.Addr, error) {
+	e.mu.Lock()
+	running := e.state == stateRunning
+	e.mu.Unlock()
+	if !running {
+		return nil, ErrClosed
+	}
+	ap := in.Listen
+	var fds []int
+	for range e.loops {
+		fd, bound, err := listenReusePort(ap)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, fmt.Errorf("splice: listen on %s: %w", in.Listen, err)
+		}
+		ap = bound // the other loops bind the port the first one got
+		fds = append(fds, fd)
+	}
+	for i, l := range e.loops {
+		l.post(task{kind: taskListen, ln: &listener{fd: fds[i], in: &in, target: in.Target.String()}})
+	}
+	return net.TCPAddrFromAddrPort(ap), nil
+}
+
+// StopInbound closes every inbound listener; established flows go on.
+func (e *SpliceEngine) StopInbound() {
+	for _, l := range e.loops {
+		l.post(task{kind: taskUnlisten})
+	}
+}
+
+// Ping returns once every loop has run a task, or ctx's error.
+func (e *SpliceEngine) Ping(ctx context.Context) error {
+	for _, l := range e.loops {
+		done := make(chan struct{})
+		l.post(task{kind: taskPing, done: done})
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("splice: relay loop unresponsive: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func listenReusePort(ap netip.AddrPort) (int, netip.AddrPort, error) {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	if ap.Addr().Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, ap, os.NewSyscallError("socket", err)
+	}
+	fail := func(op string, err error) (int, netip.AddrPort, error) {
+		unix.Close(fd)
+		return -1, ap, os.NewSyscallError(op, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail("setsockopt", err)
+	}
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail("setsockopt", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, 4096); err != nil {
+		return fail("listen", err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	switch a := got.(type) {
+	case *unix.SockaddrInet6:
+		ap = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).WithZone(ap.Addr().Zone()), uint16(a.Port))
+	case *unix.SockaddrInet4:
+		ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	}
+	return fd, ap, nil
+}
+
+// listen registers ln (level-triggered: a batch cut short is reported again).
+func (l *eloop) listen(ln *listener) {
+	e := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &e); err != nil {
+		unix.Close(ln.fd)
+		l.e.opts.logf("splice: epoll_ctl listener: %v", err)
+		return
+	}
+	l.listeners[int32(ln.fd)] = ln
+}
+
+// unlisten closes every listener of the loop (close also removes it from epoll).
+func (l *eloop) unlisten() {
+	for fd, ln := range l.listeners {
+		unix.Close(ln.fd)
+		delete(l.listeners, fd)
+	}
+	l.paused = 0
+}
+
+// accept takes up to acceptBatch connections from ln and starts their flows on this loop.
+func (l *eloop) accept(ln *listener) {
+	for range acceptBatch {
+		nfd, _, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch {
+		case err == nil:
+			l.admit(ln, nfd)
+			continue
+		case errors.Is(err, unix.EAGAIN):
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
+			continue
+		case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE), errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.ENOMEM):
+			// Out of descriptors or memory: rest, or the level-triggered listener would spin.
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
+			ln.paused, ln.resumeAt = true, l.now.Add(acceptPause)
+			l.paused++
+			l.acceptError(ln, err)
+		default:
+			l.acceptError(ln, err)
+		}
+		return
+	}
+}
+
+func (l *eloop) acceptError(ln *listener, err error) {
+	if ln.in.AcceptError != nil {
+		ln.in.AcceptError(os.NewSyscallError("accept4", err))
+	}
+}
+
+// resume re-registers listeners whose pause is over.
+func (l *eloop) resume() {
+	for _, ln := range l.listeners {
+		if ln.paused && !l.now.Before(ln.resumeAt) {
+			ln.paused = false
+			l.paused--
+			l.listen(ln)
+		}
+	}
+}
+
+// admit starts the flow of one accepted connection: a non-blocking connect to the target, and
+// the pair added to this loop at once.
+func (l *eloop) admit(ln *listener, cfd int) {
+	in := ln.in
+	if in.Admit != nil && !in.Admit() {
+		unix.Close(cfd)
+		return
+	}
+	f := Flow{ClientFD: cfd, UpstreamConnecting: true, ConnectTimeout: in.ConnectTimeout,
+		Kind: in.Kind, Target: ln.target, Done: in.Done}
+	_ = unix.SetsockoptInt(cfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	ufd, err := connectNonblock(in.Target)
+	if err != nil {
+		unix.Close(cfd)
+		if f.Done != nil {
+			now := time.Now()
+			f.Done(Result{Kind: f.Kind, Target: f.Target, Start: now, End: now,
+				ConnectErr: &net.OpError{Op: "dial", Net: "tcp", Addr: targetAddr(ln.target), Err: err}})
+		}
+		return
+	}
+	fl := newFlow(&f, cfd, ufd)
+	e := l.e
+	e.mu.Lock()
+	if e.state != stateRunning {
+		e.mu.Unlock()
+		unix.Close(cfd)
+		unix.Close(ufd)
+		refuse(&f, ErrClosed)
+		return
+	}
+	e.active++
+	e.mu.Unlock()
+	l.add(fl)
+}
+
+// connectNonblock starts a non-blocking connect(2) to target; it may still be in progress.
+func connectNonblock(target netip.AddrPort) (int, error) {
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if target.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(target.Port()), Addr: target.Addr().As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(target.Port()), Addr: target.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("connect", err)
+	}
+	return fd, nil
+}
