@@ -130,7 +130,7 @@ func flowDone(cfg *Config, kind, target string, release func()) func(splice.Resu
 		lg := cfg.log()
 		switch {
 		case r.ConnectErr != nil:
-			lg.Warn("upstream connect failed", "kind", kind, "target", target, "err", r.ConnectErr)
+			lg.Warn("upstream connect failed", "kind", kind, "target", target, "err", fdErr(r.ConnectErr))
 		case lg.Enabled(context.Background(), slog.LevelDebug):
 			lg.Debug("flow ended", "kind", kind, "target", target, "up_bytes", r.Up, "down_bytes", r.Down,
 				"duration", r.End.Sub(r.Start).String(), "err", r.Err)
