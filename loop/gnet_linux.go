@@ -209,19 +209,10 @@ func (f *gnetFrontend) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		f.cfg.Metrics.reject(RejectDraining)
 		return nil, gnet.Close
 	}
-	local, _ := c.LocalAddr().(*net.TCPAddr)
-	if local == nil {
-		return nil, gnet.Close
-	}
-	lap := local.AddrPort()
-	lap = netip.AddrPortFrom(lap.Addr().Unmap(), lap.Port())
+	// gnet listens on the proxy port only: every connection starts a handshake.
 	if !f.cfg.Limit.Acquire() {
 		f.cfg.Metrics.reject(RejectMaxConns)
 		warnFull(f.cfg.log(), f.cfg.Limit)
-		return nil, gnet.Close
-	}
-	if !f.proxy.IsValid() || !listenMatches(f.proxy, lap) {
-		f.cfg.Limit.Release()
 		return nil, gnet.Close
 	}
 	s := newSession(&f.cfg)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,18 +18,6 @@ func fdErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrFileLimit, err)
 	}
 	return err
-}
-
-// listenMatches reports whether a connection's local address belongs to listener ln.
-func listenMatches(ln, local netip.AddrPort) bool {
-	if ln.Port() != local.Port() {
-		return false
-	}
-	a := ln.Addr()
-	if a.IsUnspecified() {
-		return a.Is4() == local.Addr().Is4()
-	}
-	return a == local.Addr().WithZone("")
 }
 
 var lastFullWarning atomic.Int64
