@@ -22,13 +22,8 @@ type SpliceEngine struct {
 	next  atomic.Uint32
 	wg    sync.WaitGroup
 
-	mu       sync.Mutex
-	state    int
-	active   int           // flows relayed and not yet ended
-	settling int           // ended flows whose Done is running
-	zero     chan struct{} // closed once state != stateRunning and no flow is active or settling
-	zeroed   bool
-	cut      atomic.Int64 // flows cut by Drain
+	lifecycle
+	cut atomic.Int64 // flows cut by Drain
 
 	closeOnce sync.Once
 }
@@ -37,7 +32,8 @@ var _ Engine = (*SpliceEngine)(nil)
 
 // NewSplice starts the loops of a splice engine.
 func NewSplice(o Options) (*SpliceEngine, error) {
-	e := &SpliceEngine{opts: o, zero: make(chan struct{})}
+	e := &SpliceEngine{opts: o}
+	e.zero = make(chan struct{})
 	e.pool = newPipePool(o.maxPipes(), o.pipeSize())
 	for i := 0; i < o.loops(); i++ {
 		l, err := newLoop(e)
@@ -120,13 +116,6 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// Active reports the number of flows being relayed.
-func (e *SpliceEngine) Active() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.active
-}
-
 // Stats returns a snapshot of the engine.
 func (e *SpliceEngine) Stats() Stats {
 	s := Stats{Active: e.Active()}
@@ -135,41 +124,6 @@ func (e *SpliceEngine) Stats() Stats {
 		s.SpliceCalls += l.calls.Load()
 	}
 	return s
-}
-
-// stopAccepting moves the engine out of stateRunning (to to) and arms the zero channel.
-func (e *SpliceEngine) stopAccepting(to int) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.state < to {
-		e.state = to
-	}
-	e.checkZero()
-}
-
-// checkZero closes e.zero when the engine no longer accepts and has no flows. e.mu must be held.
-func (e *SpliceEngine) checkZero() {
-	if e.state != stateRunning && e.active == 0 && e.settling == 0 && !e.zeroed {
-		e.zeroed = true
-		close(e.zero)
-	}
-}
-
-// flowEnding is called by a loop when a flow's sockets are closed, before its Done runs, so that
-// Active no longer counts it; flowSettled follows once Done returned, so Drain and Close return
-// only after every Done.
-func (e *SpliceEngine) flowEnding() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.active--
-	e.settling++
-}
-
-func (e *SpliceEngine) flowSettled() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.settling--
-	e.checkZero()
 }
 
 // Drain refuses new flows and waits for the active ones to end until ctx is done; then it cuts

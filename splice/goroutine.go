@@ -31,19 +31,16 @@ type GoroutineEngine struct {
 	wg   sync.WaitGroup
 	cut  int64 // flows cut by Drain; guarded by mu
 
-	mu       sync.Mutex
-	state    int
-	flows    map[*gflow]struct{} // flows relayed and not yet ended
-	settling int                 // ended flows whose Done is running
-	zero     chan struct{}
-	zeroed   bool
+	lifecycle
+	flows map[*gflow]struct{} // the active flows, for cutAll; guarded by mu
 }
 
 var _ Engine = (*GoroutineEngine)(nil)
 
 // NewGoroutine returns a goroutine engine; it starts no goroutine until a flow arrives.
 func NewGoroutine(o Options) *GoroutineEngine {
-	e := &GoroutineEngine{opts: o, flows: make(map[*gflow]struct{}), zero: make(chan struct{})}
+	e := &GoroutineEngine{opts: o, flows: make(map[*gflow]struct{})}
+	e.zero = make(chan struct{})
 	o.Metrics.attach(e.Stats)
 	return e
 }
@@ -70,6 +67,7 @@ func (e *GoroutineEngine) Relay(f Flow) error {
 	}
 	defer e.mu.Unlock()
 	e.flows[g] = struct{}{}
+	e.active++
 	e.wg.Add(1)
 	go g.run()
 	return nil
@@ -125,44 +123,16 @@ func abortConn(c net.Conn) {
 	c.Close()
 }
 
-// Active reports the number of flows being relayed.
-func (e *GoroutineEngine) Active() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.flows)
-}
-
 // Stats returns a snapshot; only Active is known to this engine.
 func (e *GoroutineEngine) Stats() Stats { return Stats{Active: e.Active()} }
-
-func (e *GoroutineEngine) stopAccepting(to int) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.state = max(e.state, to)
-	e.checkZero()
-}
-
-// checkZero closes e.zero once the engine refuses flows and has none. e.mu must be held.
-func (e *GoroutineEngine) checkZero() {
-	if e.state != stateRunning && len(e.flows) == 0 && e.settling == 0 && !e.zeroed {
-		e.zeroed = true
-		close(e.zero)
-	}
-}
 
 // flowEnding drops g from Active before its Done runs; flowSettled follows Done.
 func (e *GoroutineEngine) flowEnding(g *gflow) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.flows, g)
+	e.active--
 	e.settling++
-}
-
-func (e *GoroutineEngine) flowSettled() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.settling--
-	e.checkZero()
 }
 
 // cutAll ends every flow abortively with err.
