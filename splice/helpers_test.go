@@ -166,6 +166,20 @@ func (r *rig) flow(asFD bool) (Flow, conns) {
 	return f, conns{client: cl.(*net.TCPConn), server: srv.(*net.TCPConn)}
 }
 
+// relayOne relays one fresh flow on e (see flow) and returns the test's ends, closed when the
+// test ends, and the collector of the flow's Result.
+func (r *rig) relayOne(e Engine, asFD bool) (conns, *results) {
+	r.t.Helper()
+	f, c := r.flow(asFD)
+	r.t.Cleanup(c.close)
+	res := newResults(1)
+	f.Done = res.done
+	if err := e.Relay(f); err != nil {
+		r.t.Fatal(err)
+	}
+	return c, res
+}
+
 // results collects Done callbacks.
 type results struct {
 	mu  sync.Mutex

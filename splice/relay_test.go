@@ -59,14 +59,8 @@ func TestRelayBulk1GiB(t *testing.T) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
-			res := newResults(1)
 			e := eng.new(t, Options{})
-			f, c := r.flow(true)
-			defer c.close()
-			f.Done = res.done
-			if err := e.Relay(f); err != nil {
-				t.Fatal(err)
-			}
+			c, res := r.relayOne(e, true)
 			start := time.Now()
 			pump(t, c, 7, 7, size, size, want, want)
 			got := res.wait(t)
@@ -158,14 +152,8 @@ func TestRelayHalfClose(t *testing.T) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
-			res := newResults(1)
 			e := eng.new(t, Options{})
-			f, c := r.flow(true)
-			defer c.close()
-			f.Done = res.done
-			if err := e.Relay(f); err != nil {
-				t.Fatal(err)
-			}
+			c, res := r.relayOne(e, true)
 			go func() {
 				// The server answers only after it has seen the client's EOF.
 				got, err := io.ReadAll(c.server)
@@ -200,14 +188,8 @@ func TestRelayResetPropagates(t *testing.T) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
-			res := newResults(1)
 			e := eng.new(t, Options{})
-			f, c := r.flow(false)
-			defer c.close()
-			f.Done = res.done
-			if err := e.Relay(f); err != nil {
-				t.Fatal(err)
-			}
+			c, res := r.relayOne(e, false)
 			// Mid-stream: the client has seen the first bytes when the server resets.
 			if err := sendStream(c.server, 5, 256<<10); err != nil {
 				t.Fatal(err)
@@ -235,14 +217,8 @@ func TestRelayIdleTimeout(t *testing.T) {
 		t.Run(eng.name+"/idle-cut", func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
-			res := newResults(1)
 			e := eng.new(t, Options{IdleTimeout: idle})
-			f, c := r.flow(true)
-			defer c.close()
-			f.Done = res.done
-			if err := e.Relay(f); err != nil {
-				t.Fatal(err)
-			}
+			c, res := r.relayOne(e, true)
 			c.client.Write([]byte("ping"))
 			if _, err := io.ReadFull(c.server, make([]byte, 4)); err != nil {
 				t.Fatal(err)
@@ -270,14 +246,8 @@ func TestRelayIdleTimeout(t *testing.T) {
 		t.Run(eng.name+"/trickle-survives", func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
-			res := newResults(1)
 			e := eng.new(t, Options{IdleTimeout: idle})
-			f, c := r.flow(false)
-			defer c.close()
-			f.Done = res.done
-			if err := e.Relay(f); err != nil {
-				t.Fatal(err)
-			}
+			c, res := r.relayOne(e, false)
 			// One direction trickles for 4 idle periods; the other stays silent throughout.
 			tick := time.NewTicker(idle / 4)
 			defer tick.Stop()
