@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -51,8 +52,10 @@ type flow struct {
 	errSeen  [2]bool // EPOLLERR not yet looked at
 
 	connecting      bool
+	dial            netip.AddrPort // connected by add when valid
 	connectDeadline time.Time
 	connectErr      error
+	onConnect       func(error) []byte
 
 	kind, target string
 	doneFn       func(Result)
@@ -64,8 +67,10 @@ type flow struct {
 func newFlow(f *Flow, cfd, ufd int) *flow {
 	fl := &flow{
 		fd:         [2]int{cfd, ufd},
-		writable:   [2]bool{true, !f.UpstreamConnecting},
-		connecting: f.UpstreamConnecting,
+		writable:   [2]bool{true, !f.UpstreamConnecting && !f.Dial.IsValid()},
+		connecting: f.UpstreamConnecting || f.Dial.IsValid(),
+		dial:       f.Dial,
+		onConnect:  f.OnConnect,
 		kind:       f.Kind,
 		target:     f.Target,
 		doneFn:     f.Done,
@@ -78,10 +83,19 @@ func newFlow(f *Flow, cfd, ufd int) *flow {
 	return fl
 }
 
-// add registers a new flow's sockets. Readiness that already exists is reported by epoll at once.
+// add registers a new flow's sockets, connecting the upstream first for a Dial flow. Readiness
+// that already exists is reported by epoll at once.
 func (l *eloop) add(fl *flow) {
 	fl.start, fl.last = l.now, l.now
 	l.flows[fl] = struct{}{}
+	if fl.dial.IsValid() {
+		fd, err := connectNonblock(fl.dial)
+		if err != nil {
+			l.failConnect(fl, err)
+			return
+		}
+		fl.fd[sideUpstream] = fd
+	}
 	for _, fd := range fl.fd {
 		// Both sides are watched for EPOLLOUT from the start, edge-triggered: the edge comes
 		// when a connect completes and, later, only after a write hit EAGAIN and space freed up,
@@ -170,19 +184,39 @@ func (l *eloop) checkConnect(fl *flow) bool {
 	fl.connecting = false
 	fl.errSeen[sideUpstream] = false
 	fl.last = l.now
+	if fl.onConnect != nil {
+		fl.onConnect(nil)
+	}
 	return true
 }
 
-// failConnect ends a flow whose upstream never connected; the client is reset.
-func (l *eloop) failConnect(fl *flow, errno error) {
-	op := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
-	if sa, err := unix.Getsockname(fl.fd[sideUpstream]); err == nil {
-		op.Source = sockaddrAddr(sa)
+// failConnect ends a flow whose upstream never connected. The client gets the failure reply
+// OnConnect gives and a FIN, or a reset when there is none.
+func (l *eloop) failConnect(fl *flow, err error) {
+	if errno, ok := err.(unix.Errno); ok {
+		err = os.NewSyscallError("connect", errno)
+	}
+	op := &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	if fd := fl.fd[sideUpstream]; fd >= 0 {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			op.Source = sockaddrAddr(sa)
+		}
 	}
 	if fl.target != "" {
 		op.Addr = targetAddr(fl.target)
 	}
 	fl.connectErr = op
+	var reply []byte
+	if fl.onConnect != nil {
+		reply = fl.onConnect(op)
+	}
+	if len(reply) > 0 {
+		// Best effort: a reply this small fits the send buffer of a socket that carried only
+		// a handshake.
+		_, _ = unix.Write(fl.fd[sideClient], reply)
+		l.finish(fl, nil, false)
+		return
+	}
 	l.finish(fl, nil, true)
 }
 
@@ -207,6 +241,9 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 func (l *eloop) finish(fl *flow, err error, abort bool) {
 	fl.dead.Store(true)
 	for _, fd := range fl.fd {
+		if fd < 0 {
+			continue // a Dial flow whose socket(2) or connect(2) failed at once
+		}
 		if l.byFD[int32(fd)] == fl {
 			delete(l.byFD, int32(fd))
 			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)

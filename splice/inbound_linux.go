@@ -252,7 +252,15 @@ func connectNonblock(target netip.AddrPort) (int, error) {
 		sa = &unix.SockaddrInet4{Port: int(target.Port()), Addr: target.Addr().As4()}
 	} else {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(target.Port()), Addr: target.Addr().As16()}
+		sa6 := &unix.SockaddrInet6{Port: int(target.Port()), Addr: target.Addr().As16()}
+		if z := target.Addr().Zone(); z != "" {
+			ifi, err := net.InterfaceByName(z)
+			if err != nil {
+				return -1, fmt.Errorf("splice: zone of %s: %w", target, err)
+			}
+			sa6.ZoneId = uint32(ifi.Index)
+		}
+		sa = sa6
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
