@@ -258,12 +258,43 @@ func (f *gnetFrontend) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	s.handedOff = true
 	f.forget(c)
+	if f.relayDirect(fd, req, early) {
+		return gnet.Close
+	}
 	f.dials.wg.Add(1)
 	go func() {
 		defer f.dials.wg.Done()
 		f.dialAndRelay(fd, req, early)
 	}()
 	return gnet.Close
+}
+
+// relayDirect hands a request for an IP literal to the engine, which connects it on its own
+// loop and answers the client when the connect finishes (no goroutine, no netpoller
+// registration, no fd hand-over: about a third of the CPU a proxied connection cost). It
+// reports false for requests that need the Happy Eyeballs race (names).
+func (f *gnetFrontend) relayDirect(fd int, req *request, early []byte) bool {
+	dd, ok := f.cfg.dialer().(DirectDialer)
+	if !ok || req.dest.IsName() {
+		return false
+	}
+	target, done, ok, err := dd.Direct(req.host(), req.dest.Port)
+	if !ok {
+		return false
+	}
+	if err != nil {
+		dialOutcome(&f.cfg, req, err)
+		writeAndClose(fd, req.failureReply(err))
+		f.cfg.Limit.Release()
+		return true
+	}
+	d := &directFlow{cfg: &f.cfg, req: req, done: done}
+	_ = f.cfg.Engine.Relay(splice.Flow{
+		ClientFD: fd, UpstreamFD: -1, Dial: target, ConnectTimeout: f.cfg.dialTimeout(),
+		ToClient: req.successReply(), ToUpstream: early, OnConnect: d.onConnect,
+		Kind: "outbound", Target: req.String(), Done: d.finished,
+	})
+	return true
 }
 
 // dialAndRelay runs off the event loop: it dials the destination, then gives the pair to the

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nat464/nat464-sidecar/socks"
+	"github.com/nat464/nat464-sidecar/splice"
 )
 
 // Checker validates proxy credentials (config.LoadAuthFile's result implements it).
@@ -305,13 +306,77 @@ func dial(ctx context.Context, cfg *Config, req *request) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.dialTimeout())
 	defer cancel()
 	c, err := cfg.dialer().DialContext(ctx, req.host(), req.dest.Port)
+	dialOutcome(cfg, req, err)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// dialOutcome counts a proxy request's dial under the reply it earns, and logs a failure.
+func dialOutcome(cfg *Config, req *request, err error) {
 	cfg.Metrics.handshake(req.proto.String(), replyName(req.proto, err))
 	if err != nil {
 		if socks.ReplyFor(err) == socks.ReplyNotAllowed {
 			cfg.Metrics.reject(RejectPolicy)
 		}
 		cfg.log().Info("proxy dial failed", "protocol", req.proto.String(), "dest", req.String(), "err", fdErr(err))
-		return nil, err
 	}
-	return c, nil
+}
+
+// DirectDialer is a Dialer that can leave the connect of an IP literal to the relay engine
+// (Flow.Dial); eyeballs.Dialer is one. See eyeballs.Dialer.Direct for the contract.
+type DirectDialer interface {
+	Direct(host string, port uint16) (target netip.AddrPort, done func(error), ok bool, err error)
+}
+
+// directFlow is a proxy request whose one connect the relay engine makes on its own loop: the
+// reply is sent when that connect finishes, from the engine (OnConnect). Its methods run on
+// the engine's goroutine for the flow, one at a time.
+type directFlow struct {
+	cfg       *Config
+	req       *request
+	done      func(error) // the dialer's accounting of the attempt
+	reported  bool
+	connected bool
+}
+
+func (d *directFlow) report(err error) {
+	if d.reported {
+		return
+	}
+	d.reported = true
+	d.done(err)
+	dialOutcome(d.cfg, d.req, err)
+}
+
+// onConnect is Flow.OnConnect: the failure reply, or the flow counted as started.
+func (d *directFlow) onConnect(err error) []byte {
+	d.report(err)
+	if err != nil {
+		return d.req.failureReply(err)
+	}
+	d.connected = true
+	d.cfg.Metrics.flowStarted("outbound", d.cfg.Engine.Name())
+	return nil
+}
+
+// finished is Flow.Done. A flow that never connected was counted by onConnect (or is counted
+// now, when the engine refused it before its connect) and only gives its slot back.
+func (d *directFlow) finished(r splice.Result) {
+	if !d.connected {
+		d.report(firstErr(r.ConnectErr, r.Err, splice.ErrClosed))
+		d.cfg.Limit.Release()
+		return
+	}
+	flowDone(d.cfg, "outbound", d.req.String(), d.cfg.Limit.Release)(r)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

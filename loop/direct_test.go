@@ -1,0 +1,179 @@
+package loop
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nat464/nat464-sidecar/nat64"
+)
+
+// directDialer is a DirectDialer whose plan is set by the test: literals are sent to target
+// (or refused with err); names go through DialContext, counted.
+type directDialer struct {
+	target netip.AddrPort
+	err    error
+
+	mu       sync.Mutex
+	races    int
+	outcomes []error
+}
+
+func (d *directDialer) DialContext(ctx context.Context, host string, port uint16) (net.Conn, error) {
+	d.mu.Lock()
+	d.races++
+	d.mu.Unlock()
+	var nd net.Dialer
+	return nd.DialContext(ctx, "tcp", d.target.String())
+}
+
+func (d *directDialer) Direct(host string, port uint16) (netip.AddrPort, func(error), bool, error) {
+	if _, err := netip.ParseAddr(host); err != nil {
+		return netip.AddrPort{}, nil, false, nil
+	}
+	if d.err != nil {
+		return netip.AddrPort{}, nil, true, d.err
+	}
+	return d.target, func(err error) {
+		d.mu.Lock()
+		d.outcomes = append(d.outcomes, err)
+		d.mu.Unlock()
+	}, true, nil
+}
+
+func (d *directDialer) counts() (races int, outcomes []error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.races, append([]error(nil), d.outcomes...)
+}
+
+// socks5Request is a no-auth greeting and a CONNECT to host:port (an IPv4 literal or a name),
+// followed by early bytes.
+func socks5Request(host string, port uint16, early string) []byte {
+	req := []byte{5, 1, 0, 5, 1, 0}
+	if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
+		a4 := a.As4()
+		req = append(append(req, 1), a4[:]...)
+	} else {
+		req = append(append(req, 3, byte(len(host))), host...)
+	}
+	return append(binary.BigEndian.AppendUint16(req, port), early...)
+}
+
+// waitIdle waits until every flow slot is back, failing after a generous bound.
+func waitIdle(t *testing.T, l *Limiter) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flow slots still taken", l.Active())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestProxyDirectConnect: with a DirectDialer, the gnet front end leaves the connect of an IP
+// literal to the splice engine: the reply comes once that connect is done, the plan's target
+// (not the literal) is what gets connected, early bytes follow, failures get their SOCKS reply,
+// and names still go through the race.
+func TestProxyDirectConnect(t *testing.T) {
+	requireGnet(t)
+	echo := netip.MustParseAddrPort(echoServer(t))
+	dead := func() netip.AddrPort {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return netip.MustParseAddrPort(ln.Addr().String())
+	}()
+	cases := []struct {
+		name      string
+		host      string
+		target    netip.AddrPort
+		planErr   error
+		reply     byte // SOCKS5 REP
+		races     int
+		outcome   error // what the plan's done saw; nil also when it was not called
+		handshake string
+		policy    float64
+	}{
+		{name: "literal", host: "192.0.2.7", target: echo, reply: 0, handshake: "succeeded"},
+		{name: "refused", host: "192.0.2.7", target: dead, reply: 5, outcome: syscall.ECONNREFUSED, handshake: "connection refused"},
+		{name: "policy", host: "192.0.2.7", planErr: fmt.Errorf("test: %w", nat64.ErrPolicy), reply: 2,
+			handshake: "connection not allowed by ruleset", policy: 1},
+		{name: "name", host: "echo.test", target: echo, reply: 0, races: 1, handshake: "succeeded"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			checkFDs(t)
+			d := &directDialer{target: tc.target, err: tc.planErr}
+			fx := start(t, "splice", nil, func(c *Config) { c.Dialer = d })
+			c := dialProxy(t, fx.proxy)
+			if _, err := c.Write(socks5Request(tc.host, 4242, "early|")); err != nil {
+				t.Fatal(err)
+			}
+			rep := make([]byte, 12)
+			if _, err := io.ReadFull(c, rep); err != nil {
+				t.Fatalf("reply: %v", err)
+			}
+			if rep[1] != 0 || rep[3] != tc.reply {
+				t.Fatalf("replies %x, want method 00 and REP %02x", rep, tc.reply)
+			}
+			if tc.reply == 0 {
+				got := make([]byte, len("early|"))
+				if _, err := io.ReadFull(c, got); err != nil || string(got) != "early|" {
+					t.Fatalf("echo of the early bytes: %q %v", got, err)
+				}
+			} else if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Errorf("after a failure reply: read %d, %v; want EOF", n, err)
+			}
+			c.Close()
+			waitIdle(t, fx.front.(*gnetFrontend).cfg.Limit)
+			races, outcomes := d.counts()
+			if races != tc.races {
+				t.Errorf("DialContext called %d times, want %d", races, tc.races)
+			}
+			if tc.races == 0 && tc.planErr == nil {
+				if len(outcomes) != 1 || !errors.Is(outcomes[0], tc.outcome) {
+					t.Errorf("plan outcomes %v, want one: %v", outcomes, tc.outcome)
+				}
+			}
+			if got := testutil.ToFloat64(fx.metrics.handshakes.WithLabelValues("socks5", tc.handshake)); got != 1 {
+				t.Errorf("handshakes_total{socks5,%s} = %v, want 1", tc.handshake, got)
+			}
+			if got := testutil.ToFloat64(fx.metrics.rejects.WithLabelValues(RejectPolicy)); got != tc.policy {
+				t.Errorf("rejects_total{policy} = %v, want %v", got, tc.policy)
+			}
+			wantStarted := 0.0
+			if tc.reply == 0 {
+				wantStarted = 1
+			}
+			if got := testutil.ToFloat64(fx.metrics.flowsTotal.WithLabelValues("outbound", "splice")); got != wantStarted {
+				t.Errorf("flows_total{outbound} = %v, want %v", got, wantStarted)
+			}
+			if got := testutil.ToFloat64(fx.metrics.flowsActive.WithLabelValues("outbound", "splice")); got != 0 {
+				t.Errorf("flows_active{outbound} = %v after the flow ended, want 0", got)
+			}
+		})
+	}
+}
+
+// requireGnet is engineNames' rule for the gnet + splice front end alone.
+func requireGnet(t *testing.T) {
+	t.Helper()
+	names := engineNames(t)
+	if names[0] != "splice" {
+		t.Skip("the gnet + splice front end needs Linux")
+	}
+}
