@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,10 +113,7 @@ func (f *gnetFrontend) Start() error {
 		addrs = append(addrs, gnetAddr(ap))
 		f.bound = append(f.bound, net.TCPAddrFromAddrPort(ap))
 	}
-	loops := runtime.NumCPU()
-	if loops > 8 {
-		loops = 8
-	}
+	loops := f.cfg.eventLoops()
 	go func() {
 		err := gnet.Rotate(f, addrs,
 			gnet.WithNumEventLoop(loops), gnet.WithReusePort(true), gnet.WithReuseAddr(true),

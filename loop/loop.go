@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -57,6 +58,9 @@ type Config struct {
 	Limit *Limiter
 	// Engine relays established flows; required.
 	Engine splice.Engine
+	// EventLoops is the number of gnet event loops serving the proxy port (gnet front end); if
+	// zero, DefaultEventLoops.
+	EventLoops int
 	// Dialer serves proxy requests; if nil, a plain net.Dialer (no NAT64, no Happy Eyeballs).
 	Dialer Dialer
 	// Auth, if non-nil and holding credentials, makes the proxy require them.
@@ -85,6 +89,20 @@ func (c *Config) dialTimeout() time.Duration {
 		return c.DialTimeout
 	}
 	return 10 * time.Second
+}
+
+// DefaultEventLoops is one gnet event loop per CPU the Go runtime may use (GOMAXPROCS, which
+// follows a container's CPU limit), up to MaxEventLoops.
+func DefaultEventLoops() int { return min(runtime.GOMAXPROCS(0), MaxEventLoops) }
+
+// MaxEventLoops caps DefaultEventLoops.
+const MaxEventLoops = 8
+
+func (c *Config) eventLoops() int {
+	if c.EventLoops > 0 {
+		return c.EventLoops
+	}
+	return DefaultEventLoops()
 }
 
 func (c *Config) log() *slog.Logger {

@@ -16,7 +16,6 @@ const (
 const (
 	defaultPipeSize       = 1 << 20
 	defaultMaxPipes       = 256
-	maxLoops              = 4
 	defaultConnectTimeout = 10 * time.Second
 )
 
@@ -34,11 +33,18 @@ func (o *Options) maxPipes() int {
 	return defaultMaxPipes
 }
 
+// DefaultLoops is the number of epoll loops when Options.Loops is zero: one per CPU the Go
+// runtime may use (GOMAXPROCS, which follows a container's CPU limit), up to MaxLoops.
+func DefaultLoops() int { return min(runtime.GOMAXPROCS(0), MaxLoops) }
+
+// MaxLoops caps DefaultLoops: one pod's traffic gains nothing from more.
+const MaxLoops = 4
+
 func (o *Options) loops() int {
 	if o.Loops > 0 {
 		return o.Loops
 	}
-	return min(runtime.NumCPU(), maxLoops)
+	return DefaultLoops()
 }
 
 // idleTimeout is 0 when flows never idle out.

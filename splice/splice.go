@@ -138,7 +138,7 @@ type Options struct {
 	// MaxPipes bounds the pool; a flow that cannot get a pipe waits for one. If zero, 256
 	// (config.DefaultMaxPipes; the flow cap is derived from it).
 	MaxPipes int
-	// Loops is the number of epoll loops; if zero, one per CPU up to 4.
+	// Loops is the number of epoll loops; if zero, DefaultLoops.
 	Loops int
 	// Logf, if non-nil, receives debug lines.
 	Logf func(format string, args ...any)

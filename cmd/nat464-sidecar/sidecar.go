@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ type sidecar struct {
 	admin  *admin.Server
 	out    *outbound
 	auth   *loop.Auth
+	plan   loopPlan
+	procs  int // GOMAXPROCS in force
 }
 
 // engineName maps --engine to the relay engine: auto is splice on Linux, goroutines elsewhere.
@@ -56,7 +59,9 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	if err := sc.loadAuth(); err != nil {
 		return nil, err
 	}
-	sc.engine, err = splice.NewEngine(engineName(cfg.Engine), splice.Options{
+	// The loop counts are fixed before GOMAXPROCS is raised for them.
+	plan := planLoops(runtimeProcs, engineName(cfg.Engine), cfg.ProxyListen != "")
+	sc.engine, err = splice.NewEngine(engineName(cfg.Engine), splice.Options{Loops: plan.splice,
 		IdleTimeout: cfg.IdleTimeout, MaxPipes: config.DefaultMaxPipes, Metrics: splice.NewMetrics(reg)})
 	if err != nil {
 		return nil, err
@@ -68,7 +73,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	lm := loop.NewMetrics(reg)
 	sc.front, err = loop.New(loop.Config{
 		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, HandshakeTimeout: cfg.HandshakeTimeout,
-		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine,
+		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
 		Dialer: sc.out.dialer(), Auth: sc.auth, Log: lg, Metrics: lm,
 	})
 	if err != nil {
@@ -77,6 +82,8 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	if err := sc.front.Start(); err != nil {
 		return nil, err
 	}
+	sc.procs = raiseProcs(plan, os.Getenv)
+	sc.plan = plan
 	sc.admin = &admin.Server{Addr: cfg.AdminListen, Gatherer: reg, Pprof: cfg.Pprof, Info: sc.info,
 		Live: []admin.Check{{Name: "event_loops", Fn: sc.front.Ping}}, Ready: sc.readyChecks()}
 	if cfg.AdminListen != "off" {
@@ -108,7 +115,8 @@ func (sc *sidecar) logStart() {
 		how = "derived from RLIMIT_NOFILE"
 	}
 	lg.Info("started", "version", version, "engine", sc.engine.Name(), "max_conns", cfg.MaxConns,
-		"max_conns_from", how, "idle_timeout", cfg.IdleTimeout.String(), "drain_timeout", cfg.DrainTimeout.String())
+		"max_conns_from", how, "idle_timeout", cfg.IdleTimeout.String(), "drain_timeout", cfg.DrainTimeout.String(),
+		"cpus", sc.plan.cpus, "relay_loops", sc.plan.splice, "proxy_loops", sc.plan.gnet, "gomaxprocs", sc.procs)
 }
 
 // readyChecks: every inbound target accepts TCP, the front end responds, and the outbound stack
