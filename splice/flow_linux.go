@@ -126,7 +126,7 @@ func (l *eloop) event(fl *flow, fd int32, ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		fl.writable[s] = true
 	}
-	if ev&unix.EPOLLERR != 0 {
+	if ev&unix.EPOLLERR != 0 || (fl.connecting && s == sideUpstream && ev&unix.EPOLLHUP != 0) {
 		fl.errSeen[s] = true
 	}
 	l.process(fl)
@@ -173,13 +173,17 @@ func (l *eloop) checkConnect(fl *flow) bool {
 	if !fl.writable[sideUpstream] {
 		return false
 	}
-	v, err := unix.GetsockoptInt(fl.fd[sideUpstream], unix.SOL_SOCKET, unix.SO_ERROR)
-	if err == nil && v != 0 {
-		err = unix.Errno(v)
-	}
-	if err != nil {
-		l.failConnect(fl, err)
-		return false
+	// Writable with neither EPOLLERR nor EPOLLHUP means connected; only a socket that reported
+	// trouble is asked for its error.
+	if fl.errSeen[sideUpstream] {
+		v, err := unix.GetsockoptInt(fl.fd[sideUpstream], unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && v != 0 {
+			err = unix.Errno(v)
+		}
+		if err != nil {
+			l.failConnect(fl, err)
+			return false
+		}
 	}
 	fl.connecting = false
 	fl.errSeen[sideUpstream] = false
@@ -245,8 +249,9 @@ func (l *eloop) finish(fl *flow, err error, abort bool) {
 			continue // a Dial flow whose socket(2) or connect(2) failed at once
 		}
 		if l.byFD[int32(fd)] == fl {
+			// No EPOLL_CTL_DEL: the engine holds the only reference to the socket (the Flow
+			// contract), so close(2) takes it out of the epoll set.
 			delete(l.byFD, int32(fd))
-			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 		}
 		if abort {
 			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})

@@ -128,6 +128,11 @@ func listenReusePort(ap netip.AddrPort) (int, netip.AddrPort, error) {
 			return fail("setsockopt", err)
 		}
 	}
+	// Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt per
+	// listener instead of one per connection.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return fail("setsockopt", err)
+	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
@@ -170,7 +175,7 @@ func (l *eloop) unlisten() {
 // accept takes up to acceptBatch connections from ln and starts their flows on this loop.
 func (l *eloop) accept(ln *listener) {
 	for range acceptBatch {
-		nfd, _, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, err := accept4(ln.fd)
 		switch {
 		case err == nil:
 			l.admit(ln, nfd)
@@ -189,6 +194,18 @@ func (l *eloop) accept(ln *listener) {
 		}
 		return
 	}
+}
+
+// accept4 takes one connection, non-blocking and close-on-exec, without asking for the peer's
+// address: unix.Accept4 would decode it and, for IPv4, spend a getsockopt(SO_PROTOCOL) per
+// connection on it.
+func accept4(fd int) (int, error) {
+	nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), 0, 0,
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(nfd), nil
 }
 
 func (l *eloop) acceptError(ln *listener, err error) {
@@ -218,7 +235,6 @@ func (l *eloop) admit(ln *listener, cfd int) {
 	}
 	f := Flow{ClientFD: cfd, UpstreamConnecting: true, ConnectTimeout: in.ConnectTimeout,
 		Kind: in.Kind, Target: ln.target, Done: in.Done}
-	_ = unix.SetsockoptInt(cfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	ufd, err := connectNonblock(in.Target)
 	if err != nil {
 		unix.Close(cfd)

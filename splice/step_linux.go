@@ -112,9 +112,14 @@ func (l *eloop) writePre(fl *flow, d *direction) error {
 }
 
 // eof finishes a direction whose source ended: the pipe is empty, so the peer has everything and
-// gets a FIN. The other direction keeps running (half-close).
+// gets a FIN. The other direction keeps running (half-close). When the other direction is done
+// already, the flow ends now and close(2) sends that FIN: both sources are at EOF, so neither
+// socket holds unread bytes that would turn the close into a reset.
 func (l *eloop) eof(fl *flow, d *direction) error {
 	d.done = true
+	if fl.dir[dirUp].done && fl.dir[dirDown].done {
+		return nil
+	}
 	err := unix.Shutdown(fl.fd[d.dst], unix.SHUT_WR)
 	if err != nil && !errors.Is(err, unix.ENOTCONN) {
 		return ioError("shutdown", err)
