@@ -5,6 +5,7 @@ package splice
 import (
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,8 +52,15 @@ type eloop struct {
 	ready     []*flow             // flows that yielded with work left
 	now       time.Time
 	lastSweep time.Time
+	yielded   time.Time // last runtime.Gosched
 	calls     atomic.Uint64
 }
+
+// yieldEvery is how often a busy loop passes through the Go scheduler. A goroutine that the
+// runtime sees running for 10ms (a loop that only makes system calls keeps its P and never
+// reschedules) is preempted with a signal and its P taken back, which also resets the runtime's
+// monitor to polling every 20us: 4.5% of the sidecar's CPU at high connection rates.
+const yieldEvery = 5 * time.Millisecond
 
 func newLoop(e *SpliceEngine) (*eloop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -144,6 +152,10 @@ func (l *eloop) run() {
 			}
 		}
 		l.runReady()
+		if l.now.Sub(l.yielded) >= yieldEvery {
+			runtime.Gosched()
+			l.yielded = l.now
+		}
 		if l.now.Sub(l.lastSweep) >= tick {
 			l.sweep()
 			l.resume()
