@@ -15,10 +15,10 @@ func TestPlanLoops(t *testing.T) {
 		want   loopPlan
 		procs  int
 	}{
-		{1, "splice", true, loopPlan{1, 1, 1}, 3},
-		{2, "splice", true, loopPlan{2, 2, 2}, 6},
+		{1, "splice", true, loopPlan{1, 1, 1}, 2},
+		{2, "splice", true, loopPlan{2, 2, 2}, 4},
 		{2, "splice", false, loopPlan{2, 2, 0}, 4},
-		{64, "splice", true, loopPlan{64, 4, 8}, 76},
+		{64, "splice", true, loopPlan{64, 4, 8}, 68},
 		{2, "goroutine", true, loopPlan{2, 0, 0}, 2},
 	}
 	for _, tc := range cases {
@@ -34,8 +34,8 @@ func TestRaiseProcs(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
 	noEnv := func(string) string { return "" }
-	if got := raiseProcs(loopPlan{cpus: before, splice: 2, gnet: 1}, noEnv); got != before+3 || runtime.GOMAXPROCS(0) != before+3 {
-		t.Errorf("raised to %d (runtime %d), want %d", got, runtime.GOMAXPROCS(0), before+3)
+	if got := raiseProcs(loopPlan{cpus: before, splice: 2, gnet: 1}, noEnv); got != before+2 || runtime.GOMAXPROCS(0) != before+2 {
+		t.Errorf("raised to %d (runtime %d), want %d", got, runtime.GOMAXPROCS(0), before+2)
 	}
 	runtime.GOMAXPROCS(before)
 	env := func(k string) string {
@@ -52,12 +52,12 @@ func TestRaiseProcs(t *testing.T) {
 	}
 }
 
-// TestGOMAXPROCSInBinary: the real binary gives each event loop a P, and an operator's
+// TestGOMAXPROCSInBinary: the real binary gives each splice loop a P, and an operator's
 // GOMAXPROCS wins.
 func TestGOMAXPROCSInBinary(t *testing.T) {
 	requireLinux(t)
 	cpus := runtime.GOMAXPROCS(0)
-	want := cpus + min(cpus, 4) + min(cpus, 8) // splice loops + gnet loops (proxy on by default)
+	want := cpus + min(cpus, 4) // one P per splice loop
 	s := startSidecar(t, "--inbound", strconv.Itoa(freePort(t))+"=127.0.0.1:9", "--proxy-listen", "127.0.0.1:"+strconv.Itoa(freePort(t)))
 	s.waitLog(5*time.Second, "gomaxprocs="+strconv.Itoa(want))
 	if got := s.metric("go_sched_gomaxprocs_threads", ""); got != float64(want) {
