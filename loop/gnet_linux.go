@@ -29,10 +29,13 @@ type gnetFrontend struct {
 	// one splice loop, so a connection never changes thread); gnet runs the proxy port only.
 	direct inboundServer
 
-	eng     gnet.Engine
-	booted  chan struct{}
-	stopped chan error
-	bound   []net.Addr
+	engMu    sync.Mutex
+	eng      gnet.Engine // the running gnet engine (serve may start another)
+	booted   chan struct{}
+	bootOnce sync.Once
+	stopped  chan error
+	quit     chan struct{} // closed by Shutdown
+	bound    []net.Addr
 
 	loops sync.Map // *eventLoop key -> gnet.EventLoop, learned from connections, for Ping
 
@@ -47,7 +50,7 @@ type gnetFrontend struct {
 }
 
 func newGnet(cfg Config) (Frontend, error) {
-	f := &gnetFrontend{cfg: cfg, booted: make(chan struct{}), stopped: make(chan error, 1),
+	f := &gnetFrontend{cfg: cfg, booted: make(chan struct{}), stopped: make(chan error, 1), quit: make(chan struct{}),
 		pending: map[gnet.Conn]time.Time{}}
 	if cfg.ProxyListen != "" {
 		ap, err := netip.ParseAddrPort(cfg.ProxyListen)
@@ -99,7 +102,7 @@ func (f *gnetFrontend) Start() error {
 	}
 	aps := f.addrs()
 	if len(aps) == 0 {
-		close(f.booted) // no gnet: the engine serves every listener
+		f.bootOnce.Do(func() { close(f.booted) }) // no gnet: the engine serves every listener
 		f.exited.Store(true)
 		f.stopped <- nil
 		return nil
@@ -113,24 +116,58 @@ func (f *gnetFrontend) Start() error {
 		addrs = append(addrs, gnetAddr(ap))
 		f.bound = append(f.bound, net.TCPAddrFromAddrPort(ap))
 	}
-	loops := f.cfg.eventLoops()
-	go func() {
-		err := gnet.Rotate(f, addrs,
-			gnet.WithNumEventLoop(loops), gnet.WithReusePort(true), gnet.WithReuseAddr(true),
-			gnet.WithTicker(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithLogger(gnetLogger{f.cfg.log()}))
-		f.exited.Store(true)
-		if err != nil && !f.shutdown.Load() {
-			f.cfg.log().Error("event loops stopped", "err", err)
-		}
-		f.stopped <- err
-	}()
+	go f.serve(addrs, f.cfg.eventLoops())
 	select {
 	case <-f.booted:
 		return nil
 	case err := <-f.stopped:
 		f.stopDirect()
 		return fmt.Errorf("loop: listen on %v: %w", aps, err)
+	}
+}
+
+// Pauses before gnet is started again after it stopped by itself.
+const (
+	restartMin = 100 * time.Millisecond
+	restartMax = 5 * time.Second
+)
+
+// serve runs gnet until Shutdown. gnet ends its whole engine when accept(2) fails with anything
+// but a transient error, EMFILE included: once the process ran out of file descriptors the proxy
+// port would be gone for good, while the flows already relayed live on in the splice engine. So
+// serve starts gnet again after a pause (growing to restartMax while it keeps failing); /livez
+// fails only while it is down. Handshakes in progress when gnet stopped are lost.
+func (f *gnetFrontend) serve(addrs []string, loops int) {
+	pause := restartMin
+	for {
+		start := time.Now()
+		err := gnet.Rotate(f, addrs,
+			gnet.WithNumEventLoop(loops), gnet.WithReusePort(true), gnet.WithReuseAddr(true),
+			gnet.WithTicker(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(gnetLogger{f.cfg.log()}))
+		f.exited.Store(true)
+		f.loops.Clear() // those loops are gone; Ping learns the new ones from their conns
+		select {
+		case <-f.booted:
+		default:
+			f.stopped <- err // it never started: Start reports err
+			return
+		}
+		if f.shutdown.Load() {
+			f.stopped <- err
+			return
+		}
+		if time.Since(start) > restartMax {
+			pause = restartMin // it ran well for a while: this is a new incident
+		}
+		f.cfg.log().Error("proxy event loops stopped; starting them again", "err", err, "after", pause.String())
+		select {
+		case <-time.After(pause):
+		case <-f.quit:
+			f.stopped <- err
+			return
+		}
+		pause = min(2*pause, restartMax)
 	}
 }
 
@@ -145,11 +182,9 @@ func (f *gnetFrontend) serveDirect() error {
 		target := m.Target.String()
 		addr, err := f.direct.ServeInbound(splice.Inbound{
 			Listen: m.Listen, Target: m.Target, Kind: "inbound", ConnectTimeout: f.cfg.dialTimeout(),
-			Admit: f.admitInbound,
-			Done:  flowDone(&f.cfg, "inbound", target, f.cfg.Limit.Release),
-			AcceptError: func(err error) {
-				f.cfg.log().Error("accept failed", "listen", m.Listen.String(), "err", fdErr(err))
-			},
+			Admit:       f.admitInbound,
+			Done:        flowDone(&f.cfg, "inbound", target, f.cfg.Limit.Release),
+			AcceptError: func(err error) { logAcceptError(f.cfg.log(), m.Listen.String(), err) },
 		})
 		if err != nil {
 			f.stopDirect()
@@ -194,8 +229,14 @@ func probeBind(ap netip.AddrPort) error {
 func (f *gnetFrontend) Listeners() []net.Addr { return f.bound }
 
 func (f *gnetFrontend) OnBoot(eng gnet.Engine) gnet.Action {
+	f.engMu.Lock()
 	f.eng = eng
-	close(f.booted)
+	f.engMu.Unlock()
+	f.exited.Store(false)
+	f.bootOnce.Do(func() { close(f.booted) })
+	if f.shutdown.Load() { // Shutdown ran while serve was starting gnet again
+		return gnet.Shutdown
+	}
 	return gnet.None
 }
 
@@ -375,11 +416,17 @@ func (f *gnetFrontend) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	f.stopDirect()
+	close(f.quit)
 	var stopErr error
 	select {
 	case <-f.booted:
 		if len(f.addrs()) > 0 {
-			stopErr = f.eng.Stop(ctx)
+			f.engMu.Lock()
+			eng := f.eng
+			f.engMu.Unlock()
+			if !f.exited.Load() {
+				stopErr = eng.Stop(ctx)
+			}
 		}
 		<-f.stopped
 	default:

@@ -20,14 +20,28 @@ func fdErr(err error) error {
 	return err
 }
 
-var lastFullWarning atomic.Int64
+// throttle lets one caller through per second; the others are told to stay quiet.
+type throttle struct{ last atomic.Int64 }
+
+func (t *throttle) allow() bool {
+	now := time.Now().UnixNano()
+	last := t.last.Load()
+	return now-last >= int64(time.Second) && t.last.CompareAndSwap(last, now)
+}
+
+var fullWarnings, acceptErrors throttle
 
 // warnFull logs, at most once a second, that the flow cap turned connections away.
 func warnFull(lg *slog.Logger, l *Limiter) {
-	now := time.Now().UnixNano()
-	last := lastFullWarning.Load()
-	if now-last < int64(time.Second) || !lastFullWarning.CompareAndSwap(last, now) {
-		return
+	if fullWarnings.allow() {
+		lg.Warn("max-conns reached: new connections are accepted and closed at once", "max_conns", l.Max())
 	}
-	lg.Warn("max-conns reached: new connections are accepted and closed at once", "max_conns", l.Max())
+}
+
+// logAcceptError logs, at most once a second, an accept failure of an inbound listener: while
+// the process is out of fds every relay loop meets one per pause.
+func logAcceptError(lg *slog.Logger, listen string, err error) {
+	if acceptErrors.allow() {
+		lg.Error("accept failed", "listen", listen, "err", fdErr(err))
+	}
 }

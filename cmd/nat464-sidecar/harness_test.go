@@ -118,8 +118,15 @@ func freePort(t *testing.T) int {
 // startSidecar runs the binary with args plus a free admin port and waits for /startupz.
 func startSidecar(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startSidecarUnder(t, nil, args...)
+}
+
+// startSidecarUnder is startSidecar with the binary run through a wrapper command (wrap, then
+// the binary and its arguments), such as prlimit.
+func startSidecarUnder(t *testing.T, wrap []string, args ...string) *proc {
+	t.Helper()
 	admin := net.JoinHostPort("::1", strconv.Itoa(freePort(t)))
-	s := launch(t, append([]string{"--admin-listen", admin, "--log-format", "text"}, args...)...)
+	s := launchUnder(t, wrap, append([]string{"--admin-listen", admin, "--log-format", "text"}, args...)...)
 	s.admin = admin
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -142,8 +149,14 @@ func startSidecar(t *testing.T, args ...string) *proc {
 // launch starts the binary without waiting for it.
 func launch(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return launchUnder(t, nil, args...)
+}
+
+func launchUnder(t *testing.T, wrap []string, args ...string) *proc {
+	t.Helper()
 	s := &proc{t: t, logs: &syncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(sidecarBin, args...)
+	argv := append(append(append([]string(nil), wrap...), sidecarBin), args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stderr = s.logs
 	s.cmd.Stdout = s.logs
 	for _, kv := range os.Environ() { // the developer's own NAT464_* settings must not leak in

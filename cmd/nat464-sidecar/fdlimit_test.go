@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fdLimit is the open-file limit the sidecar runs under in TestFileLimit: small enough that a
+// few dozen flows exhaust it.
+const fdLimit = 96
+
+// echoOnce writes b on c and reports whether it comes back within d.
+func echoOnce(c net.Conn, b []byte, d time.Duration) bool {
+	c.SetDeadline(time.Now().Add(d))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write(b); err != nil {
+		return false
+	}
+	got := make([]byte, len(b))
+	_, err := io.ReadFull(c, got)
+	return err == nil && string(got) == string(b)
+}
+
+// socksConnectTo runs a no-auth SOCKS5 CONNECT to the IPv4 address dst over c.
+func socksConnectTo(c net.Conn, dst string, d time.Duration) bool {
+	ap := netip.MustParseAddrPort(dst)
+	a4 := ap.Addr().As4()
+	req := append([]byte{5, 1, 0, 5, 1, 0, 1}, a4[:]...)
+	req = binary.BigEndian.AppendUint16(req, ap.Port())
+	c.SetDeadline(time.Now().Add(d))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write(req); err != nil {
+		return false
+	}
+	rep := make([]byte, 12)
+	_, err := io.ReadFull(c, rep)
+	return err == nil && rep[1] == 0 && rep[3] == 0
+}
+
+// TestFileLimit: when the process runs out of file descriptors (the hard 20,000 in production,
+// fdLimit here), the sidecar says so plainly in its log, stays alive and serves again once
+// flows end. Both the inbound listener (accepted by the splice loops, which pause) and the
+// proxy port (gnet) are driven into the limit.
+func TestFileLimit(t *testing.T) {
+	requireLinux(t)
+	prlimit := requireTool(t, "prlimit")
+	app := echoApp(t)
+	in := freePort(t)
+	proxy := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s := startSidecarUnder(t, []string{prlimit, "--nofile=" + strconv.Itoa(fdLimit) + ":" + strconv.Itoa(fdLimit), "--"},
+		"--inbound", strconv.Itoa(in)+"="+app, "--proxy-listen", proxy, "--max-conns", "1000")
+	inAddr := "[::1]:" + strconv.Itoa(in)
+
+	// Fill the table with inbound flows until one is not served.
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	served := 0
+	for i := 0; i < fdLimit; i++ {
+		c, err := net.Dial("tcp6", inAddr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		held = append(held, c)
+		if !echoOnce(c, []byte("x"), 500*time.Millisecond) {
+			break
+		}
+		served++
+	}
+	if served == fdLimit {
+		t.Fatalf("all %d flows were served under a limit of %d fds", served, fdLimit)
+	}
+	if served < 10 {
+		t.Fatalf("only %d flows served before the limit", served)
+	}
+	s.waitLog(5*time.Second, "open-file limit reached", "RLIMIT_NOFILE")
+
+	// The proxy port, at the limit too: a client is refused or left waiting, never answered
+	// with garbage, and the process does not spin.
+	if c, err := net.Dial("tcp4", proxy); err == nil {
+		held = append(held, c)
+		if socksConnectTo(c, app, 300*time.Millisecond) {
+			t.Errorf("a SOCKS5 request was served with no fd to spare")
+		}
+	}
+
+	// Free half of the flows: the sidecar serves new connections again, on both ports.
+	for _, c := range held[:served/2] {
+		c.Close()
+	}
+	held = held[served/2:]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok := false
+		if c, err := net.Dial("tcp6", inAddr); err == nil {
+			ok = echoOnce(c, []byte("again"), time.Second)
+			c.Close()
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no inbound flow served 10s after fds were freed:\n%s", s.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// gnet stops its whole engine when accept fails with EMFILE; the front end starts it again.
+	for {
+		ok := false
+		if c, err := net.Dial("tcp4", proxy); err == nil {
+			ok = socksConnectTo(c, app, time.Second) && echoOnce(c, []byte("socks"), time.Second)
+			c.Close()
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SOCKS5 not served 10s after fds were freed:\n%s", s.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := s.get("/livez"); code != http.StatusOK {
+		t.Errorf("/livez = %d %s after the limit was hit", code, body)
+	}
+
+	// A restarted gnet shuts down like the first one.
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(10 * time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+}
