@@ -37,20 +37,13 @@ func (c *connectCalls) get() []error {
 // engine dials at to.
 func (r *rig) dialFlow(to netip.AddrPort) (Flow, *net.TCPConn) {
 	r.t.Helper()
-	cl, err := net.Dial("tcp", r.proxyLn.Addr().String())
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	side, err := r.proxyLn.Accept()
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	cl, side := r.client()
+	r.t.Cleanup(func() { cl.Close() })
 	fd, err := DetachFD(side)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.t.Cleanup(func() { cl.Close() })
-	return Flow{ClientFD: fd, UpstreamFD: -1, Dial: to}, cl.(*net.TCPConn)
+	return Flow{ClientFD: fd, UpstreamFD: -1, Dial: to}, cl
 }
 
 func addrPort(t testing.TB, a net.Addr) netip.AddrPort {

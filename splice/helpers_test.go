@@ -137,14 +137,7 @@ func (c conns) close() {
 // serverLn (upstream side). With asFD the engine gets raw fds, else net.Conns.
 func (r *rig) flow(asFD bool) (Flow, conns) {
 	r.t.Helper()
-	cl, err := net.Dial("tcp", r.proxyLn.Addr().String())
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	side, err := r.proxyLn.Accept()
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	cl, side := r.client()
 	up, err := net.Dial("tcp", r.serverLn.Addr().String())
 	if err != nil {
 		r.t.Fatal(err)
@@ -163,7 +156,23 @@ func (r *rig) flow(asFD bool) (Flow, conns) {
 			r.t.Fatal(err)
 		}
 	}
-	return f, conns{client: cl.(*net.TCPConn), server: srv.(*net.TCPConn)}
+	return f, conns{client: cl, server: srv.(*net.TCPConn)}
+}
+
+// client connects a test client to proxyLn and returns it with the accepted side (the flow's
+// client socket).
+func (r *rig) client() (*net.TCPConn, net.Conn) {
+	r.t.Helper()
+	cl, err := net.Dial("tcp", r.proxyLn.Addr().String())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	side, err := r.proxyLn.Accept()
+	if err != nil {
+		cl.Close()
+		r.t.Fatal(err)
+	}
+	return cl.(*net.TCPConn), side
 }
 
 // relayOne relays one fresh flow on e (see flow) and returns the test's ends, closed when the

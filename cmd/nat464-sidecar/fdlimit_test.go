@@ -44,6 +44,17 @@ func socksConnectTo(c net.Conn, dst string, d time.Duration) bool {
 	return err == nil && rep[1] == 0 && rep[3] == 0
 }
 
+// until polls ok until it holds, failing the test with the sidecar's logs at deadline.
+func (s *proc) until(deadline time.Time, what string, ok func() bool) {
+	s.t.Helper()
+	for !ok() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no %s by the deadline:\n%s", what, s.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestFileLimit: when the process runs out of file descriptors (the hard 20,000 in production,
 // fdLimit here), the sidecar says so plainly in its log, stays alive and serves again once
 // flows end. Both the inbound listener (accepted by the splice loops, which pause) and the
@@ -100,35 +111,23 @@ func TestFileLimit(t *testing.T) {
 	}
 	held = held[served/2:]
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok := false
-		if c, err := net.Dial("tcp6", inAddr); err == nil {
-			ok = echoOnce(c, []byte("again"), time.Second)
-			c.Close()
+	s.until(deadline, "an inbound flow served after fds were freed", func() bool {
+		c, err := net.Dial("tcp6", inAddr)
+		if err != nil {
+			return false
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no inbound flow served 10s after fds were freed:\n%s", s.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer c.Close()
+		return echoOnce(c, []byte("again"), time.Second)
+	})
 	// gnet stops its whole engine when accept fails with EMFILE; the front end starts it again.
-	for {
-		ok := false
-		if c, err := net.Dial("tcp4", proxy); err == nil {
-			ok = socksConnectTo(c, app, time.Second) && echoOnce(c, []byte("socks"), time.Second)
-			c.Close()
+	s.until(deadline, "a SOCKS5 flow served after fds were freed", func() bool {
+		c, err := net.Dial("tcp4", proxy)
+		if err != nil {
+			return false
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SOCKS5 not served 10s after fds were freed:\n%s", s.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer c.Close()
+		return socksConnectTo(c, app, time.Second) && echoOnce(c, []byte("socks"), time.Second)
+	})
 	if code, body := s.get("/livez"); code != http.StatusOK {
 		t.Errorf("/livez = %d %s after the limit was hit", code, body)
 	}
