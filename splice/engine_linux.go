@@ -69,9 +69,7 @@ func (e *SpliceEngine) Relay(f Flow) error {
 	if e.state != stateRunning {
 		e.mu.Unlock()
 		unix.Close(cfd)
-		if ufd >= 0 {
-			unix.Close(ufd)
-		}
+		unix.Close(ufd)
 		return refuse(&f, ErrClosed)
 	}
 	defer e.mu.Unlock()
@@ -86,17 +84,7 @@ func (e *SpliceEngine) Relay(f Flow) error {
 // f carried is closed.
 func flowFDs(f *Flow) (cfd, ufd int, err error) {
 	cfd, err1 := sideFD(f.Client, f.ClientFD)
-	ufd, err2 := -1, error(nil)
-	if !f.Dial.IsValid() {
-		ufd, err2 = sideFD(f.Upstream, f.UpstreamFD)
-	} else if f.Upstream != nil || f.UpstreamFD >= 0 {
-		err2 = ErrDialAndUpstream
-		if f.Upstream != nil {
-			f.Upstream.Close()
-		} else {
-			unix.Close(f.UpstreamFD)
-		}
-	}
+	ufd, err2 := sideFD(f.Upstream, f.UpstreamFD)
 	if err = firstErr(err1, err2); err != nil {
 		if cfd >= 0 {
 			unix.Close(cfd)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -52,7 +51,6 @@ type flow struct {
 	errSeen  [2]bool // EPOLLERR not yet looked at
 
 	connecting      bool
-	dial            netip.AddrPort // connected by add when valid
 	connectDeadline time.Time
 	connectErr      error
 	onConnect       func(error) []byte
@@ -67,9 +65,8 @@ type flow struct {
 func newFlow(f *Flow, cfd, ufd int) *flow {
 	fl := &flow{
 		fd:         [2]int{cfd, ufd},
-		writable:   [2]bool{true, !f.UpstreamConnecting && !f.Dial.IsValid()},
-		connecting: f.UpstreamConnecting || f.Dial.IsValid(),
-		dial:       f.Dial,
+		writable:   [2]bool{true, !f.UpstreamConnecting},
+		connecting: f.UpstreamConnecting,
 		onConnect:  f.OnConnect,
 		kind:       f.Kind,
 		target:     f.Target,
@@ -83,19 +80,10 @@ func newFlow(f *Flow, cfd, ufd int) *flow {
 	return fl
 }
 
-// add registers a new flow's sockets, connecting the upstream first for a Dial flow. Readiness
-// that already exists is reported by epoll at once.
+// add registers a new flow's sockets. Readiness that already exists is reported by epoll at once.
 func (l *eloop) add(fl *flow) {
 	fl.start, fl.last = l.now, l.now
 	l.flows[fl] = struct{}{}
-	if fl.dial.IsValid() {
-		fd, err := connectNonblock(fl.dial)
-		if err != nil {
-			l.failConnect(fl, err)
-			return
-		}
-		fl.fd[sideUpstream] = fd
-	}
 	for _, fd := range fl.fd {
 		// Both sides are watched for EPOLLOUT from the start, edge-triggered: the edge comes
 		// when a connect completes and, later, only after a write hit EAGAIN and space freed up,
@@ -201,10 +189,8 @@ func (l *eloop) failConnect(fl *flow, err error) {
 		err = os.NewSyscallError("connect", errno)
 	}
 	op := &net.OpError{Op: "dial", Net: "tcp", Err: err}
-	if fd := fl.fd[sideUpstream]; fd >= 0 {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			op.Source = sockaddrAddr(sa)
-		}
+	if sa, err := unix.Getsockname(fl.fd[sideUpstream]); err == nil {
+		op.Source = sockaddrAddr(sa)
 	}
 	if fl.target != "" {
 		op.Addr = targetAddr(fl.target)
@@ -245,9 +231,6 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 func (l *eloop) finish(fl *flow, err error, abort bool) {
 	fl.dead.Store(true)
 	for _, fd := range fl.fd {
-		if fd < 0 {
-			continue // a Dial flow whose socket(2) or connect(2) failed at once
-		}
 		if l.byFD[int32(fd)] == fl {
 			// No EPOLL_CTL_DEL: the engine holds the only reference to the socket (the Flow
 			// contract), so close(2) takes it out of the epoll set.

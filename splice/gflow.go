@@ -1,14 +1,10 @@
 package splice
 
 import (
-	"context"
-	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -20,10 +16,9 @@ type gflow struct {
 	last atomic.Int64 // UnixNano of the last activity seen
 	dirs [2]gdir
 
-	mu         sync.Mutex
-	err        error
-	aborted    bool
-	cancelDial context.CancelFunc // ends a Dial in progress; guarded by mu
+	mu      sync.Mutex
+	err     error
+	aborted bool
 }
 
 // gdir is the shared state of one copy direction (dirUp or dirDown).
@@ -50,14 +45,11 @@ func (g *gflow) run() {
 	start := time.Now()
 	g.last.Store(start.UnixNano())
 	var connectErr error
-	switch {
-	case g.f.Dial.IsValid():
-		connectErr = g.dial()
-	case g.f.UpstreamConnecting:
+	if g.f.UpstreamConnecting {
 		connectErr = waitConnect(g.conn[sideUpstream], g.f.connectTimeout())
 	}
 	replied := false
-	if g.f.OnConnect != nil && (g.f.Dial.IsValid() || g.f.UpstreamConnecting) {
+	if g.f.OnConnect != nil && g.f.UpstreamConnecting {
 		if reply := g.f.OnConnect(connectErr); connectErr != nil && len(reply) > 0 && !g.isAborted() {
 			g.conn[sideClient].SetWriteDeadline(time.Now().Add(time.Second))
 			_, err := g.conn[sideClient].Write(reply)
@@ -96,39 +88,8 @@ func (g *gflow) run() {
 	g.e.flowSettled()
 }
 
-// dial connects the upstream of a Dial flow, bounded by the connect timeout and cut short by
-// fail. A failure is a *net.OpError.
-func (g *gflow) dial() error {
-	ctx, cancel := context.WithTimeout(context.Background(), g.f.connectTimeout())
-	defer cancel()
-	g.mu.Lock()
-	if g.aborted {
-		g.mu.Unlock()
-		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(g.f.Dial), Err: g.err}
-	}
-	g.cancelDial = cancel
-	g.mu.Unlock()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", g.f.Dial.String())
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.cancelDial = nil
-	if err == nil && g.aborted {
-		c.Close()
-		err = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(g.f.Dial), Err: g.err}
-	}
-	if err != nil {
-		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-			err = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(g.f.Dial), Err: os.NewSyscallError("connect", syscall.ETIMEDOUT)}
-		}
-		return err
-	}
-	g.conn[sideUpstream] = c
-	return nil
-}
-
 // fail records err (the first one wins; nil only aborts) and closes both sockets abortively,
-// which unblocks both copies (and cancels a Dial in progress).
+// which unblocks both copies.
 func (g *gflow) fail(err error) {
 	g.mu.Lock()
 	if g.err == nil && err != nil {
@@ -137,9 +98,6 @@ func (g *gflow) fail(err error) {
 	first := !g.aborted
 	g.aborted = true
 	conns := g.conn
-	if g.cancelDial != nil {
-		g.cancelDial()
-	}
 	g.mu.Unlock()
 	if first {
 		abortConn(conns[0])

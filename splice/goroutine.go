@@ -53,17 +53,7 @@ func (e *GoroutineEngine) Name() string { return "goroutine" }
 // error).
 func (e *GoroutineEngine) Relay(f Flow) error {
 	c, err1 := sideConn(f.Client, f.ClientFD)
-	var u net.Conn
-	var err2 error
-	switch {
-	case !f.Dial.IsValid():
-		u, err2 = sideConn(f.Upstream, f.UpstreamFD)
-	case f.Upstream != nil:
-		u, err2 = f.Upstream, ErrDialAndUpstream
-	case f.UpstreamFD >= 0:
-		os.NewFile(uintptr(f.UpstreamFD), "splice-flow").Close()
-		err2 = ErrDialAndUpstream
-	}
+	u, err2 := sideConn(f.Upstream, f.UpstreamFD)
 	if err := firstError(err1, err2); err != nil {
 		closeConns(c, u)
 		return refuse(&f, err)
@@ -125,11 +115,8 @@ func closeConns(cs ...net.Conn) {
 	}
 }
 
-// abortConn closes c so that its peer gets an RST rather than a FIN. A nil c is left alone.
+// abortConn closes c so that its peer gets an RST rather than a FIN.
 func abortConn(c net.Conn) {
-	if c == nil {
-		return
-	}
 	if l, ok := c.(interface{ SetLinger(int) error }); ok {
 		l.SetLinger(0)
 	}

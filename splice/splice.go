@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/netip"
 	"time"
 )
 
@@ -21,8 +20,7 @@ import (
 // Each side is given either as a raw file descriptor (ClientFD/UpstreamFD >= 0, non-blocking,
 // close-on-exec, owned) or as a net.Conn (Client/Upstream non-nil). Engines accept both forms;
 // the splice engine prefers fds, the goroutine engine prefers net.Conns, and each converts the
-// other form at some cost. Set the unused fd field to -1. The upstream may instead be an
-// address for the engine to connect to (Dial).
+// other form at some cost. Set the unused fd field to -1.
 type Flow struct {
 	ClientFD   int
 	UpstreamFD int
@@ -33,18 +31,13 @@ type Flow struct {
 	// be in progress. The engine waits for it to finish (bounded by ConnectTimeout) and, when it
 	// fails, closes the client and reports the error in Result.ConnectErr.
 	UpstreamConnecting bool
-	// Dial, when valid, has the engine connect the upstream itself (UpstreamFD must be -1 and
-	// Upstream nil): the splice engine makes a non-blocking connect(2) on the flow's own loop
-	// and waits for it as for UpstreamConnecting, which saves a goroutine, a netpoller
-	// registration and an fd hand-over per connection compared with dialing first.
-	Dial netip.AddrPort
-	// ConnectTimeout bounds UpstreamConnecting and Dial; if zero, 10s.
+	// ConnectTimeout bounds UpstreamConnecting; if zero, 10s.
 	ConnectTimeout time.Duration
-	// OnConnect, if non-nil, is called once when the upstream connect of a Dial or
-	// UpstreamConnecting flow has finished: err is nil on success, else what Result.ConnectErr
-	// will hold. It runs on an engine goroutine and must not block. On failure, the bytes it
-	// returns (a proxy's failure reply) are written to the client, which is then closed with a
-	// FIN; if it returns none, the client is reset.
+	// OnConnect, if non-nil, is called once when the connect of an UpstreamConnecting flow has
+	// finished: err is nil on success, else what Result.ConnectErr will hold. It runs on an
+	// engine goroutine and must not block. On failure, the bytes it returns (a proxy's failure
+	// reply) are written to the client, which is then closed with a FIN; if it returns none, the
+	// client is reset.
 	OnConnect func(err error) (failReply []byte)
 
 	// ToClient is written to the client before any relayed byte (for example a SOCKS reply).
@@ -103,8 +96,6 @@ var (
 	ErrReset       = errors.New("splice: connection reset by peer")
 	// ErrNoSocket is returned by Relay when a side of the flow has neither a conn nor an fd.
 	ErrNoSocket = errors.New("splice: flow side has no socket")
-	// ErrDialAndUpstream is returned by Relay for a flow with both Dial and an upstream socket.
-	ErrDialAndUpstream = errors.New("splice: flow has both Dial and an upstream socket")
 	// ErrUnknownEngine is returned by NewEngine for a name it does not know.
 	ErrUnknownEngine = errors.New("splice: unknown engine")
 	// ErrUnsupported is returned by NewSplice where splice(2) does not exist (not Linux).

@@ -1,3 +1,5 @@
+//go:build linux
+
 package loop
 
 import (
@@ -87,7 +89,6 @@ func waitIdle(t *testing.T, l *Limiter) {
 // (not the literal) is what gets connected, early bytes follow, failures get their SOCKS reply,
 // and names still go through the race.
 func TestProxyDirectConnect(t *testing.T) {
-	requireGnet(t)
 	echo := netip.MustParseAddrPort(echoServer(t))
 	dead := func() netip.AddrPort {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -113,12 +114,15 @@ func TestProxyDirectConnect(t *testing.T) {
 		{name: "policy", host: "192.0.2.7", planErr: fmt.Errorf("test: %w", nat64.ErrPolicy), reply: 2,
 			handshake: "connection not allowed by ruleset", policy: 1},
 		{name: "name", host: "echo.test", target: echo, reply: 0, races: 1, handshake: "succeeded"},
+		// A connect still pending when handed over: the engine answers when it times out.
+		{name: "timeout", host: "192.0.2.7", target: fullListener(t), reply: 6, outcome: syscall.ETIMEDOUT,
+			handshake: "TTL expired"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			checkFDs(t)
 			d := &directDialer{target: tc.target, err: tc.planErr}
-			fx := start(t, "splice", nil, func(c *Config) { c.Dialer = d })
+			fx := start(t, "splice", nil, func(c *Config) { c.Dialer, c.DialTimeout = d, 300*time.Millisecond })
 			c := dialProxy(t, fx.proxy)
 			if _, err := c.Write(socks5Request(tc.host, 4242, "early|")); err != nil {
 				t.Fatal(err)
@@ -169,11 +173,31 @@ func TestProxyDirectConnect(t *testing.T) {
 	}
 }
 
-// requireGnet is engineNames' rule for the gnet + splice front end alone.
-func requireGnet(t *testing.T) {
+// fullListener returns the address of a listener whose accept queue is full: the kernel drops
+// further SYNs, so a connect to it stays pending until its timeout.
+func fullListener(t *testing.T) netip.AddrPort {
 	t.Helper()
-	names := engineNames(t)
-	if names[0] != "splice" {
-		t.Skip("the gnet + splice front end needs Linux")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	lo := [4]byte{127, 0, 0, 1}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: lo}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil { // room for one connection, never accepted
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.AddrPortFrom(netip.AddrFrom4(lo), uint16(sa.(*syscall.SockaddrInet4).Port))
+	filler, err := net.Dial("tcp4", ap.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+	return ap
 }

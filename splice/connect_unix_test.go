@@ -33,9 +33,9 @@ func (c *connectCalls) get() []error {
 	return append([]error(nil), c.errs...)
 }
 
-// dialFlow is a Flow whose client side is a fresh accepted connection and whose upstream the
-// engine dials at to.
-func (r *rig) dialFlow(to netip.AddrPort) (Flow, *net.TCPConn) {
+// connectingFlow is a Flow whose client side is a fresh accepted connection and whose upstream
+// is a non-blocking connect to to, still in progress.
+func (r *rig) connectingFlow(to net.Addr) (Flow, *net.TCPConn) {
 	r.t.Helper()
 	cl, side := r.client()
 	r.t.Cleanup(func() { cl.Close() })
@@ -43,19 +43,10 @@ func (r *rig) dialFlow(to netip.AddrPort) (Flow, *net.TCPConn) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return Flow{ClientFD: fd, UpstreamFD: -1, Dial: to}, cl
+	return Flow{ClientFD: fd, UpstreamFD: connectNB(r.t, to), UpstreamConnecting: true}, cl
 }
 
-func addrPort(t testing.TB, a net.Addr) netip.AddrPort {
-	t.Helper()
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ap
-}
-
-func TestRelayDial(t *testing.T) {
+func TestRelayOnConnect(t *testing.T) {
 	for _, eng := range engines(t) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
@@ -63,7 +54,7 @@ func TestRelayDial(t *testing.T) {
 			e := eng.new(t, Options{})
 			res := newResults(1)
 			calls := &connectCalls{reply: []byte("unused")}
-			f, client := r.dialFlow(addrPort(t, r.serverLn.Addr()))
+			f, client := r.connectingFlow(r.serverLn.Addr())
 			f.ToClient, f.ToUpstream = []byte("REPLY|"), []byte("EARLY|")
 			f.OnConnect, f.Done = calls.onConnect, res.done
 			if err := e.Relay(f); err != nil {
@@ -106,14 +97,14 @@ func TestRelayDial(t *testing.T) {
 	}
 }
 
-// TestRelayDialRefused: a refused Dial sends OnConnect's reply and a FIN, or resets the client
-// when OnConnect has nothing to say.
-func TestRelayDialRefused(t *testing.T) {
+// TestRelayOnConnectRefused: a refused connect sends OnConnect's reply and a FIN, or resets the
+// client when OnConnect has nothing to say.
+func TestRelayOnConnectRefused(t *testing.T) {
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadAddr := addrPort(t, dead.Addr())
+	deadAddr := dead.Addr()
 	dead.Close()
 	for _, eng := range engines(t) {
 		for _, reply := range []string{"FAILED", ""} {
@@ -123,7 +114,7 @@ func TestRelayDialRefused(t *testing.T) {
 				e := eng.new(t, Options{})
 				res := newResults(1)
 				calls := &connectCalls{reply: []byte(reply)}
-				f, client := r.dialFlow(deadAddr)
+				f, client := r.connectingFlow(deadAddr)
 				f.ToClient, f.OnConnect, f.Done = []byte("must never arrive"), calls.onConnect, res.done
 				if err := e.Relay(f); err != nil {
 					t.Fatal(err)
@@ -176,18 +167,18 @@ func fullListener(t *testing.T) netip.AddrPort {
 	return ap
 }
 
-// TestRelayDialTimeout: a connect that never completes ends at ConnectTimeout with ETIMEDOUT,
-// and the client gets the failure reply.
-func TestRelayDialTimeout(t *testing.T) {
+// TestRelayConnectTimeout: a connect that never completes ends at ConnectTimeout with
+// ETIMEDOUT, and the client gets the failure reply.
+func TestRelayConnectTimeout(t *testing.T) {
 	for _, eng := range engines(t) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
-			to := fullListener(t)
+			to := net.TCPAddrFromAddrPort(fullListener(t))
 			e := eng.new(t, Options{})
 			res := newResults(1)
 			calls := &connectCalls{reply: []byte("TIMEOUT")}
-			f, client := r.dialFlow(to)
+			f, client := r.connectingFlow(to)
 			f.ConnectTimeout, f.OnConnect, f.Done = 200*time.Millisecond, calls.onConnect, res.done
 			start := time.Now()
 			if err := e.Relay(f); err != nil {
@@ -204,32 +195,6 @@ func TestRelayDialTimeout(t *testing.T) {
 			}
 			if r := res.wait(t); !errors.Is(r.ConnectErr, syscall.ETIMEDOUT) {
 				t.Errorf("ConnectErr = %v, want ETIMEDOUT", r.ConnectErr)
-			}
-		})
-	}
-}
-
-// TestRelayDialWithUpstream: Dial and an upstream socket together are refused, with every
-// socket closed and Done called.
-func TestRelayDialWithUpstream(t *testing.T) {
-	for _, eng := range engines(t) {
-		t.Run(eng.name, func(t *testing.T) {
-			checkLeaks(t)
-			r := newRig(t)
-			e := eng.new(t, Options{})
-			res := newResults(1)
-			f, c := r.flow(true)
-			defer c.close()
-			f.Dial = addrPort(t, r.serverLn.Addr())
-			f.Done = res.done
-			if err := e.Relay(f); !errors.Is(err, ErrDialAndUpstream) {
-				t.Fatalf("Relay = %v, want ErrDialAndUpstream", err)
-			}
-			if got := res.wait(t); !errors.Is(got.Err, ErrDialAndUpstream) {
-				t.Errorf("Done's Err = %v, want ErrDialAndUpstream", got.Err)
-			}
-			if n, err := c.client.Read(make([]byte, 1)); n != 0 || err == nil {
-				t.Errorf("client read %d, %v; want it closed", n, err)
 			}
 		})
 	}
