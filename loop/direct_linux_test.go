@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/nat464/nat464-sidecar/nat64"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
 // directDialer is a DirectDialer whose plan is set by the test: literals are sent to target
@@ -115,7 +117,7 @@ func TestProxyDirectConnect(t *testing.T) {
 			handshake: "connection not allowed by ruleset", policy: 1},
 		{name: "name", host: "echo.test", target: echo, reply: 0, races: 1, handshake: "succeeded"},
 		// A connect still pending when handed over: the engine answers when it times out.
-		{name: "timeout", host: "192.0.2.7", target: fullListener(t), reply: 6, outcome: syscall.ETIMEDOUT,
+		{name: "timeout", host: "192.0.2.7", target: testnet.FullListener(t), reply: 6, outcome: syscall.ETIMEDOUT,
 			handshake: "TTL expired"},
 	}
 	for _, tc := range cases {
@@ -171,33 +173,4 @@ func TestProxyDirectConnect(t *testing.T) {
 			}
 		})
 	}
-}
-
-// fullListener returns the address of a listener whose accept queue is full: the kernel drops
-// further SYNs, so a connect to it stays pending until its timeout.
-func fullListener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	lo := [4]byte{127, 0, 0, 1}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: lo}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil { // room for one connection, never accepted
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := netip.AddrPortFrom(netip.AddrFrom4(lo), uint16(sa.(*syscall.SockaddrInet4).Port))
-	filler, err := net.Dial("tcp4", ap.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { filler.Close() })
-	return ap
 }

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/nat464/nat464-sidecar/config"
 	"github.com/nat464/nat464-sidecar/splice"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
 // engineNames are the two pairings the product ships: gnet + splice (Linux) and goroutines.
@@ -45,25 +46,6 @@ type fixture struct {
 	inbound []string
 }
 
-func freePort(t *testing.T) uint16 {
-	t.Helper()
-	for range 50 {
-		l6, err := net.Listen("tcp6", "[::]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l6.Addr().(*net.TCPAddr).Port
-		l4, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
-		l6.Close()
-		if err == nil {
-			l4.Close()
-			return uint16(port)
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // start runs a front end with the given engine, a proxy port and one inbound mapping per
 // target. tweak may adjust the config.
 func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fixture {
@@ -74,10 +56,10 @@ func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fix
 	}
 	reg := prometheus.NewRegistry()
 	cfg := Config{Engine: e, Limit: NewLimiter(4096), Metrics: NewMetrics(reg), HandshakeTimeout: 2 * time.Second,
-		ProxyListen: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		ProxyListen: fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))}
 	for _, tg := range targets {
 		cfg.Inbound = append(cfg.Inbound, config.Mapping{
-			Listen: netip.AddrPortFrom(netip.IPv6Loopback(), freePort(t)), Target: netip.MustParseAddrPort(tg)})
+			Listen: netip.AddrPortFrom(netip.IPv6Loopback(), testnet.FreePort(t)), Target: netip.MustParseAddrPort(tg)})
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -103,34 +85,6 @@ func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fix
 		e.Close()
 	})
 	return fx
-}
-
-// echoServer echoes on 127.0.0.1 until the test ends.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
 }
 
 func openFDs(t *testing.T) int {
@@ -178,6 +132,9 @@ func socks5Connect(t *testing.T, c net.Conn, dst string) {
 		t.Fatalf("socks5 reply %x, want method 00 then success with BND 0.0.0.0:0", rep)
 	}
 }
+
+// echoServer echoes on 127.0.0.1 until the test ends.
+func echoServer(t *testing.T) string { return testnet.Echo(t, "tcp4", "127.0.0.1:0").String() }
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,

@@ -14,29 +14,9 @@ import (
 	"github.com/nat464/nat464-sidecar/nat64"
 	"github.com/nat464/nat464-sidecar/resolver"
 	"github.com/nat464/nat464-sidecar/resolver/dnstest"
-)
 
-// echoServer6 echoes on [::1] until the test ends.
-func echoServer6(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
+	"github.com/nat464/nat464-sidecar/internal/testnet"
+)
 
 // The real outbound stack behind the proxy: a SOCKS5 CONNECT by name reaches a server through
 // the name's AAAA ([::1]) answered by dnstest, and an IPv4 literal (127.0.0.1) is connected
@@ -56,7 +36,7 @@ func TestProxyThroughResolverAndEyeballs(t *testing.T) {
 			em := eyeballs.NewMetrics(reg)
 			prefixes := &nat64.Prefixes{Mode: nat64.ModeStatic, Configured: []netip.Prefix{nat64.WKP}}
 			d := &eyeballs.Dialer{Resolver: res, NAT64: prefixes, Metrics: em}
-			v6port := echoServer6(t)
+			v6port := testnet.Echo(t, "tcp6", "[::1]:0").Port()
 			v4 := echoServer(t)
 			fx := start(t, eng, nil, func(c *Config) { c.Dialer = d })
 

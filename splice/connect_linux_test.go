@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
 // TestConnect: Connect tells a connect that finished at once (loopback), one that failed at
@@ -47,7 +49,7 @@ func TestConnect(t *testing.T) {
 		t.Errorf("Connect to a closed port: fd %d pending %v err %v (%T), want -1 and a refused *net.OpError", fd, pending, err, err)
 	}
 
-	fd, pending, err = Connect(fullListener(t))
+	fd, pending, err = Connect(testnet.FullListener(t))
 	if err != nil || !pending {
 		t.Errorf("Connect to a full accept queue: pending %v err %v, want pending", pending, err)
 	}

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
 // connectCalls records OnConnect's calls and answers with reply.
@@ -138,35 +139,6 @@ func TestRelayOnConnectRefused(t *testing.T) {
 	}
 }
 
-// fullListener returns the address of a listener whose accept queue is full: the kernel drops
-// further SYNs, so a connect to it hangs until its timeout, which a test on loopback otherwise
-// cannot arrange.
-func fullListener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil { // room for one connection, never accepted
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
-	filler, err := net.Dial("tcp", ap.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { filler.Close() })
-	return ap
-}
-
 // TestRelayConnectTimeout: a connect that never completes ends at ConnectTimeout with
 // ETIMEDOUT, and the client gets the failure reply.
 func TestRelayConnectTimeout(t *testing.T) {
@@ -174,7 +146,7 @@ func TestRelayConnectTimeout(t *testing.T) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
-			to := net.TCPAddrFromAddrPort(fullListener(t))
+			to := net.TCPAddrFromAddrPort(testnet.FullListener(t))
 			e := eng.new(t, Options{})
 			res := newResults(1)
 			calls := &connectCalls{reply: []byte("TIMEOUT")}

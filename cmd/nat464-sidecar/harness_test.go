@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,10 +12,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
 // The tests in this package drive the real binary, built once in TestMain.
@@ -67,53 +67,18 @@ func requireTool(t *testing.T, name string) string {
 	return ""
 }
 
-// syncBuffer collects a child's stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running sidecar binary.
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *testnet.Output
 	admin  string // host:port of the admin server
 	exited chan struct{}
 	code   int
 }
 
 // freePort returns a TCP port that was free on both 127.0.0.1 and [::] a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		l6, err := net.Listen("tcp6", "[::]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l6.Addr().(*net.TCPAddr).Port
-		l4, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
-		l6.Close()
-		if err == nil {
-			l4.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
+func freePort(t *testing.T) int { return int(testnet.FreePort(t)) }
 
 // startSidecar runs the binary with args plus a free admin port and waits for /startupz.
 func startSidecar(t *testing.T, args ...string) *proc {
@@ -154,7 +119,7 @@ func launch(t *testing.T, args ...string) *proc {
 
 func launchUnder(t *testing.T, wrap []string, args ...string) *proc {
 	t.Helper()
-	s := &proc{t: t, logs: &syncBuffer{}, exited: make(chan struct{})}
+	s := &proc{t: t, logs: &testnet.Output{}, exited: make(chan struct{})}
 	argv := append(append(append([]string(nil), wrap...), sidecarBin), args...)
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stderr = s.logs

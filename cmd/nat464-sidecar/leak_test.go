@@ -1,59 +1,18 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
-// echoApp echoes every connection on 127.0.0.1 until the test ends. It copies through a small
-// buffer rather than io.Copy's splice, which would hold a pipe (2 fds) per blocked connection:
-// with thousands of idle flows the test process itself would run out of its 20,000 fds.
-func echoApp(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err != nil {
-				t.Errorf("echo app: accept: %v", err)
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, make([]byte, 512))
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
+// echoApp echoes every connection on 127.0.0.1 until the test ends.
+func echoApp(t *testing.T) string { return testnet.Echo(t, "tcp4", "127.0.0.1:0").String() }
 
 // settle polls f until it returns at most want, or d passes; it returns the last value.
 func settle(d time.Duration, want int, f func() int) int {

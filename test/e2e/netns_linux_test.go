@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,24 +100,6 @@ func run(ctx context.Context, ns string, args ...string) (string, error) {
 		err = fmt.Errorf("%q: %w: %s", args, err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), err
-}
-
-// lockedBuffer collects a process's output for the failure log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // blackhole drops forwarded packets to addr in the router until the test ends.

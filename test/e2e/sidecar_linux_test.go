@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
 // The sidecar's addresses inside the pod in every test.
@@ -27,7 +29,7 @@ const (
 type sidecar struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	logs   *lockedBuffer
+	logs   *testnet.Output
 	exited chan struct{}
 	err    error // from Wait, valid once exited is closed
 }
@@ -68,7 +70,7 @@ func startSidecarWrapped(t *testing.T, wrapper, vars []string, extra ...string) 
 	args = append(args, extra...)
 	// NAT464_E2E_ARGS adds flags to every sidecar (for example "--engine goroutine").
 	args = append(args, strings.Fields(os.Getenv("NAT464_E2E_ARGS"))...)
-	s := &sidecar{t: t, logs: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &sidecar{t: t, logs: &testnet.Output{}, exited: make(chan struct{})}
 	s.cmd = exec.Command("ip", args...)
 	s.cmd.Env = append(cleanEnv(), vars...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
