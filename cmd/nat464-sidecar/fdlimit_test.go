@@ -28,12 +28,18 @@ func echoOnce(c net.Conn, b []byte, d time.Duration) bool {
 	return err == nil && string(got) == string(b)
 }
 
-// socksConnectTo runs a no-auth SOCKS5 CONNECT to the IPv4 address dst over c.
-func socksConnectTo(c net.Conn, dst string, d time.Duration) bool {
+// socksRequest is a SOCKS5 CONNECT request (after the greeting) to the IPv4 address dst.
+func socksRequest(dst string) []byte {
 	ap := netip.MustParseAddrPort(dst)
 	a4 := ap.Addr().As4()
-	req := append([]byte{5, 1, 0, 5, 1, 0, 1}, a4[:]...)
-	req = binary.BigEndian.AppendUint16(req, ap.Port())
+	req := append([]byte{5, 1, 0, 1}, a4[:]...)
+	return binary.BigEndian.AppendUint16(req, ap.Port())
+}
+
+// socksConnectTo runs a no-auth SOCKS5 CONNECT to the IPv4 address dst over c; it reports
+// whether the proxy answered success.
+func socksConnectTo(c net.Conn, dst string, d time.Duration) bool {
+	req := append([]byte{5, 1, 0}, socksRequest(dst)...)
 	c.SetDeadline(time.Now().Add(d))
 	defer c.SetDeadline(time.Time{})
 	if _, err := c.Write(req); err != nil {

@@ -165,3 +165,86 @@ func TestFDsPerIdleFlow(t *testing.T) {
 		})
 	}
 }
+
+// After 3,000 short SOCKS5 sessions that end every way a client can end them (echo and close,
+// hang up right after the request, CONNECT to a refused port, hang up mid-greeting), the
+// sidecar's sockets and goroutines return to the idle baseline and every flow slot is free.
+func TestNoLeakAfterShortProxySessions(t *testing.T) {
+	requireLinux(t)
+	for _, eng := range engines {
+		t.Run(eng, func(t *testing.T) {
+			app := echoApp(t)
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead := ln.Addr().String() // a port that refuses
+			ln.Close()
+			proxy := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			s := startSidecar(t, "--engine", eng, "--proxy-listen", proxy, "--inbound", fmt.Sprintf("[::1]:%d=%s", freePort(t), app))
+			session := func(i int) error {
+				c, err := net.Dial("tcp4", proxy)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				switch i % 4 {
+				case 0: // a whole session
+					if !socksConnectTo(c, app, 10*time.Second) || !echoOnce(c, []byte("hi"), 10*time.Second) {
+						return fmt.Errorf("session %d: no echo through the proxy", i)
+					}
+				case 1: // hang up before the reply
+					req := append([]byte{5, 1, 0}, socksRequest(app)...)
+					_, err = c.Write(req)
+				case 2: // refused upstream: a failure reply, then EOF
+					if socksConnectTo(c, dead, 10*time.Second) {
+						return fmt.Errorf("session %d: CONNECT to a closed port succeeded", i)
+					}
+				case 3: // hang up mid-greeting
+					_, err = c.Write([]byte{5, 2})
+				}
+				return err
+			}
+			for i := range 8 {
+				if err := session(i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sockets := func() int { n, _ := s.fdKinds(); return n }
+			baseSockets := settle(2*time.Second, 0, sockets)
+			baseG := int(s.metric("go_goroutines", ""))
+			var wg sync.WaitGroup
+			errs := make(chan error, 16)
+			for w := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < 3000; i += 16 {
+						if err := session(i); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			socks := settle(5*time.Second, baseSockets, sockets)
+			g := settle(5*time.Second, baseG, func() int { return int(s.metric("go_goroutines", "")) })
+			t.Logf("%s: sockets %d -> %d, goroutines %d -> %d after 3,000 sessions", eng, baseSockets, socks, baseG, g)
+			if socks > baseSockets {
+				t.Errorf("sockets leaked: %d > baseline %d", socks, baseSockets)
+			}
+			if g > baseG+2 {
+				t.Errorf("goroutines leaked: %d > baseline %d", g, baseG)
+			}
+			if n := s.metric("nat464_loop_flows_active", ""); n != 0 {
+				t.Errorf("flows_active = %v after every session ended, want 0", n)
+			}
+		})
+	}
+}
