@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"runtime"
 	"strconv"
 	"testing"
@@ -52,19 +53,42 @@ func TestRaiseProcs(t *testing.T) {
 	}
 }
 
-// TestGOMAXPROCSInBinary: the real binary gives each splice loop a P, and an operator's
-// GOMAXPROCS wins.
+// TestGOMAXPROCSInBinary: the real binary gives each splice loop a P on top of the runtime's
+// choice, and an operator's GOMAXPROCS wins (and sizes the loops).
 func TestGOMAXPROCSInBinary(t *testing.T) {
 	requireLinux(t)
-	cpus := runtime.GOMAXPROCS(0)
-	want := cpus + min(cpus, 4) // one P per splice loop
-	s := startSidecar(t, "--inbound", strconv.Itoa(freePort(t))+"=127.0.0.1:9", "--proxy-listen", "127.0.0.1:"+strconv.Itoa(freePort(t)))
-	s.waitLog(5*time.Second, "gomaxprocs="+strconv.Itoa(want))
-	if got := s.metric("go_sched_gomaxprocs_threads", ""); got != float64(want) {
-		t.Errorf("go_sched_gomaxprocs_threads = %v, want %d", got, want)
+	t.Setenv("GOMAXPROCS", "") // the runtime's own choice, whatever this shell says
+	started := regexp.MustCompile(`cpus=(\d+) relay_loops=(\d+) proxy_loops=(\d+) gomaxprocs=(\d+)`)
+	plan := func(s *proc) (cpus, relay, proxy, procs int) {
+		t.Helper()
+		s.waitLog(5*time.Second, "gomaxprocs=")
+		m := started.FindStringSubmatch(s.logs.String())
+		if m == nil {
+			t.Fatalf("no loop plan in the started line:\n%s", s.logs)
+		}
+		n := make([]int, 4)
+		for i := range n {
+			n[i], _ = strconv.Atoi(m[i+1])
+		}
+		return n[0], n[1], n[2], n[3]
+	}
+	args := func() []string {
+		return []string{"--inbound", strconv.Itoa(freePort(t)) + "=127.0.0.1:9", "--proxy-listen", "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	}
+
+	s := startSidecar(t, args()...)
+	cpus, relay, proxy, procs := plan(s)
+	if relay != min(cpus, 4) || proxy != min(cpus, 8) || procs != cpus+relay {
+		t.Errorf("cpus %d: relay loops %d, proxy loops %d, GOMAXPROCS %d; want %d, %d, %d",
+			cpus, relay, proxy, procs, min(cpus, 4), min(cpus, 8), cpus+min(cpus, 4))
+	}
+	if got := s.metric("go_sched_gomaxprocs_threads", ""); got != float64(procs) {
+		t.Errorf("go_sched_gomaxprocs_threads = %v, want %d", got, procs)
 	}
 
 	t.Setenv("GOMAXPROCS", "3")
-	s = startSidecar(t, "--inbound", strconv.Itoa(freePort(t))+"=127.0.0.1:9", "--proxy-listen", "127.0.0.1:"+strconv.Itoa(freePort(t)))
-	s.waitLog(5*time.Second, "gomaxprocs=3")
+	s = startSidecar(t, args()...)
+	if cpus, relay, _, procs := plan(s); cpus != 3 || relay != 3 || procs != 3 {
+		t.Errorf("with GOMAXPROCS=3: cpus %d, relay loops %d, GOMAXPROCS %d; want 3, 3, 3", cpus, relay, procs)
+	}
 }
