@@ -325,15 +325,15 @@ func (f *gnetFrontend) relayDirect(fd int, req *request, early []byte) bool {
 		return false
 	}
 	if err != nil {
-		dialOutcome(&f.cfg, req, err)
-		writeAndClose(fd, req.failureReply(err))
-		f.cfg.Limit.Release()
-		return true
+		done = func(error) {} // Direct counted the refusal itself
 	}
 	d := &directFlow{cfg: &f.cfg, req: req, done: done}
-	ufd, pending, err := splice.Connect(target)
+	ufd, pending := -1, false
+	if err == nil {
+		ufd, pending, err = splice.Connect(target)
+	}
 	switch {
-	case err != nil:
+	case err != nil: // refused by policy, or the connect failed at once
 		d.report(err)
 		writeAndClose(fd, req.failureReply(err))
 		f.cfg.Limit.Release()

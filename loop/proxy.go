@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -324,15 +325,17 @@ func dialOutcome(cfg *Config, req *request, err error) {
 	}
 }
 
-// DirectDialer is a Dialer that can leave the connect of an IP literal to the relay engine
-// (Flow.Dial); eyeballs.Dialer is one. See eyeballs.Dialer.Direct for the contract.
+// DirectDialer is a Dialer that can plan the one connect of an IP literal, so that the front end
+// makes it without a dial goroutine (splice.Connect); eyeballs.Dialer is one. See
+// eyeballs.Dialer.Direct for the contract.
 type DirectDialer interface {
 	Direct(host string, port uint16) (target netip.AddrPort, done func(error), ok bool, err error)
 }
 
-// directFlow is a proxy request whose one connect the relay engine makes on its own loop: the
-// reply is sent when that connect finishes, from the engine (OnConnect). Its methods run on
-// the engine's goroutine for the flow, one at a time.
+// directFlow is a proxy request for an IP literal, connected without a dial goroutine: its
+// outcome is reported once, from the front end when the connect finished at once, otherwise from
+// the engine (Flow.OnConnect). Its methods run one at a time, the engine's after the front end's
+// (Relay orders them).
 type directFlow struct {
 	cfg       *Config
 	req       *request
@@ -365,18 +368,9 @@ func (d *directFlow) onConnect(err error) []byte {
 // now, when the engine refused it before its connect) and only gives its slot back.
 func (d *directFlow) finished(r splice.Result) {
 	if !d.connected {
-		d.report(firstErr(r.ConnectErr, r.Err, splice.ErrClosed))
+		d.report(cmp.Or(r.ConnectErr, r.Err, splice.ErrClosed))
 		d.cfg.Limit.Release()
 		return
 	}
 	flowDone(d.cfg, "outbound", d.req.String(), d.cfg.Limit.Release)(r)
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

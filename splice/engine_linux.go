@@ -3,6 +3,7 @@
 package splice
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"sync"
@@ -85,7 +86,7 @@ func (e *SpliceEngine) Relay(f Flow) error {
 func flowFDs(f *Flow) (cfd, ufd int, err error) {
 	cfd, err1 := sideFD(f.Client, f.ClientFD)
 	ufd, err2 := sideFD(f.Upstream, f.UpstreamFD)
-	if err = firstErr(err1, err2); err != nil {
+	if err = cmp.Or(err1, err2); err != nil {
 		if cfd >= 0 {
 			unix.Close(cfd)
 		}
@@ -105,15 +106,6 @@ func sideFD(c net.Conn, fd int) (int, error) {
 		return -1, ErrNoSocket
 	}
 	return fd, nil // non-blocking by the Flow contract: no fcntl on the hot path
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Stats returns a snapshot of the engine.

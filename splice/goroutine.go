@@ -1,6 +1,7 @@
 package splice
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,7 @@ func (e *GoroutineEngine) Name() string { return "goroutine" }
 func (e *GoroutineEngine) Relay(f Flow) error {
 	c, err1 := sideConn(f.Client, f.ClientFD)
 	u, err2 := sideConn(f.Upstream, f.UpstreamFD)
-	if err := firstError(err1, err2); err != nil {
+	if err := cmp.Or(err1, err2); err != nil {
 		closeConns(c, u)
 		return refuse(&f, err)
 	}
@@ -96,15 +97,6 @@ func sideConn(c net.Conn, fd int) (net.Conn, error) {
 		return nil, fmt.Errorf("splice: fd %d to conn: %w", fd, err)
 	}
 	return nc, nil
-}
-
-func firstError(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func closeConns(cs ...net.Conn) {

@@ -4,7 +4,9 @@
 // Two engines implement [Engine]: on Linux an epoll loop that moves bytes with splice(2) through
 // pipes borrowed from a pool only while data is in flight (engine_linux.go, loop_linux.go,
 // flow_linux.go, step_linux.go, pipe_linux.go), and everywhere a
-// portable engine that runs two io.Copy goroutines per flow (goroutine.go).
+// portable engine that runs two io.Copy goroutines per flow (goroutine.go). On Linux the engine
+// also accepts inbound ports itself (inbound_linux.go), and Connect starts the non-blocking
+// connects both it and the proxy front end use (connect_linux.go).
 package splice
 
 import (
