@@ -184,11 +184,8 @@ func (l *eloop) checkConnect(fl *flow) bool {
 
 // failConnect ends a flow whose upstream never connected. The client gets the failure reply
 // OnConnect gives and a FIN, or a reset when there is none.
-func (l *eloop) failConnect(fl *flow, err error) {
-	if errno, ok := err.(unix.Errno); ok {
-		err = os.NewSyscallError("connect", errno)
-	}
-	op := &net.OpError{Op: "dial", Net: "tcp", Err: err}
+func (l *eloop) failConnect(fl *flow, errno error) {
+	op := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
 	if sa, err := unix.Getsockname(fl.fd[sideUpstream]); err == nil {
 		op.Source = sockaddrAddr(sa)
 	}

@@ -97,11 +97,10 @@ func (g *gflow) fail(err error) {
 	}
 	first := !g.aborted
 	g.aborted = true
-	conns := g.conn
 	g.mu.Unlock()
 	if first {
-		abortConn(conns[0])
-		abortConn(conns[1])
+		abortConn(g.conn[0])
+		abortConn(g.conn[1])
 	}
 }
 
