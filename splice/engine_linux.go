@@ -24,7 +24,8 @@ type SpliceEngine struct {
 	wg    sync.WaitGroup
 
 	lifecycle
-	cut atomic.Int64 // flows cut by Drain
+	cut      atomic.Int64 // flows cut by Drain
+	copyBufs atomic.Int64 // copy buffers lent to directions (see eloop.getBuf)
 
 	closeOnce sync.Once
 }
@@ -76,8 +77,7 @@ func (e *SpliceEngine) Relay(f Flow) error {
 	defer e.mu.Unlock()
 	e.active++
 	// Posting under e.mu orders every add before Close's stop task.
-	fl.loop = e.loops[e.next.Add(1)%uint32(len(e.loops))]
-	fl.loop.post(task{kind: taskAdd, fl: fl})
+	e.loops[e.next.Add(1)%uint32(len(e.loops))].post(task{kind: taskAdd, fl: fl})
 	return nil
 }
 
@@ -110,7 +110,7 @@ func sideFD(c net.Conn, fd int) (int, error) {
 
 // Stats returns a snapshot of the engine.
 func (e *SpliceEngine) Stats() Stats {
-	s := Stats{Active: e.Active()}
+	s := Stats{Active: e.Active(), CopyBuffers: int(e.copyBufs.Load())}
 	e.pool.stats(&s)
 	for _, l := range e.loops {
 		s.SpliceCalls += l.calls.Load()

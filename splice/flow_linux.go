@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,26 +24,28 @@ const (
 
 // direction is one half of a flow: bytes from fd[src] to fd[dst].
 //
-// Invariant: between turns of the loop, pipe != nil only while inPipe > 0 (or during the
-// turn that filled it): an empty pipe goes back to the pool at once.
-// Invariant: src is only drained into an empty pipe, so EAGAIN from a drain means src has
-// nothing to read, never that the pipe is full.
+// Invariant: between turns of the loop, pipe != nil only while inPipe > 0, and buf != nil only
+// while bufOff < bufEnd: an empty pipe goes back to the pool, an empty buffer to the loop.
+// Invariant: at most one of pipe and buf is set.
+// Invariant: src is only drained into an empty pipe or buffer, so EAGAIN from a drain means src
+// has nothing to read, never that the pipe is full.
 type direction struct {
 	src, dst int
 	pre      []byte // written to dst before any relayed byte
 	countPre bool   // pre counts in n (ToUpstream does, ToClient does not)
 	pipe     *pipe
-	inPipe   int   // bytes in pipe, not yet written to dst
+	inPipe   int    // bytes in pipe, not yet written to dst
+	buf      []byte // copy buffer, used instead of a pipe when the pool had none
+	bufOff   int    // buf[bufOff:bufEnd] is read from src, not yet written to dst
+	bufEnd   int
 	n        int64 // bytes written to dst
-	waiting  bool  // queued in the pool for a pipe
 	done     bool  // src hit EOF, everything was written and dst was shut for writing
 }
 
 // flow is the loop-owned state of one relayed connection pair.
 type flow struct {
-	loop *eloop
-	fd   [2]int
-	dir  [2]direction
+	fd  [2]int
+	dir [2]direction
 
 	readable [2]bool // edge-triggered readiness, cleared on EAGAIN
 	writable [2]bool // cleared on EAGAIN, set by EPOLLOUT
@@ -58,8 +59,8 @@ type flow struct {
 	kind, target string
 	doneFn       func(Result)
 	start, last  time.Time
-	queued       bool        // in loop.ready
-	dead         atomic.Bool // read by the pool from other goroutines
+	queued       bool // in loop.ready
+	dead         bool
 }
 
 func newFlow(f *Flow, cfd, ufd int) *flow {
@@ -123,7 +124,7 @@ func (l *eloop) event(fl *flow, fd int32, ev uint32) {
 // process advances both directions of fl as far as they go without blocking, then ends the flow
 // or updates its epoll interest.
 func (l *eloop) process(fl *flow) {
-	if fl.dead.Load() {
+	if fl.dead {
 		return
 	}
 	if fl.connecting && !l.checkConnect(fl) {
@@ -226,7 +227,7 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 // finish ends fl: both sockets are closed (abortively, with RST, when abort is set), its pipes
 // are returned (or closed if they still hold bytes), and Done is called.
 func (l *eloop) finish(fl *flow, err error, abort bool) {
-	fl.dead.Store(true)
+	fl.dead = true
 	for _, fd := range fl.fd {
 		if l.byFD[int32(fd)] == fl {
 			// No EPOLL_CTL_DEL: the engine holds the only reference to the socket (the Flow
@@ -239,7 +240,7 @@ func (l *eloop) finish(fl *flow, err error, abort bool) {
 		unix.Close(fd)
 	}
 	for i := range fl.dir {
-		l.releasePipe(&fl.dir[i])
+		l.release(&fl.dir[i])
 	}
 	delete(l.flows, fl)
 	l.e.flowEnding()
@@ -254,17 +255,21 @@ func (l *eloop) finish(fl *flow, err error, abort bool) {
 	l.e.flowSettled()
 }
 
-// releasePipe gives d's pipe back: to the pool when empty, closed when it still holds bytes.
-func (l *eloop) releasePipe(d *direction) {
-	if d.pipe == nil {
-		return
+// release gives d's pipe back (to the pool when empty, closed when it still holds bytes) and its
+// copy buffer to the loop (bytes still in it belong to a dead flow).
+func (l *eloop) release(d *direction) {
+	if d.pipe != nil {
+		if d.inPipe > 0 {
+			l.e.pool.discard(d.pipe)
+		} else {
+			l.e.pool.put(d.pipe)
+		}
+		d.pipe, d.inPipe = nil, 0
 	}
-	if d.inPipe > 0 {
-		l.e.pool.discard(d.pipe)
-	} else {
-		l.e.pool.put(d.pipe)
+	if d.buf != nil {
+		l.putBuf(d.buf)
+		d.buf, d.bufOff, d.bufEnd = nil, 0, 0
 	}
-	d.pipe, d.inPipe = nil, 0
 }
 
 // sockError returns the pending error of a socket, if any.

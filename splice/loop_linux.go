@@ -16,7 +16,6 @@ import (
 // Task kinds posted to a loop.
 const (
 	taskAdd      = iota // start relaying fl
-	taskGrant           // the pool lends pipe to fl's direction dir
 	taskCut             // end every flow abortively with err
 	taskStop            // end every flow with ErrClosed and leave run
 	taskListen          // start accepting on ln
@@ -27,8 +26,6 @@ const (
 type task struct {
 	kind int
 	fl   *flow
-	dir  int
-	pipe *pipe
 	err  error
 	ln   *listener
 	done chan struct{}
@@ -50,6 +47,7 @@ type eloop struct {
 	listeners map[int32]*listener // inbound listeners served by this loop (ServeInbound)
 	paused    int                 // listeners resting after fd exhaustion
 	ready     []*flow             // flows that yielded with work left
+	bufs      [][]byte            // idle copy buffers (see getBuf)
 	now       time.Time
 	lastSweep time.Time
 	yielded   time.Time // last runtime.Gosched
@@ -170,8 +168,6 @@ func (l *eloop) runTasks() (stop bool) {
 		switch t.kind {
 		case taskAdd:
 			l.add(t.fl)
-		case taskGrant:
-			l.grant(t.fl, t.dir, t.pipe)
 		case taskCut:
 			l.cutAll(t.err)
 		case taskStop:
@@ -208,16 +204,32 @@ func (l *eloop) cutAll(err error) {
 	}
 }
 
-// grant gives a pooled pipe to a direction that queued for one.
-func (l *eloop) grant(fl *flow, dir int, p *pipe) {
-	d := &fl.dir[dir]
-	if fl.dead.Load() || d.done || d.pipe != nil {
-		l.e.pool.put(p)
-		return
+// copyBufSize is the buffer a direction copies through when the pipe pool is exhausted: small,
+// since a loop may lend one to each of thousands of directions, and only while bytes are in
+// flight; 16 KiB is four pages per read(2)/write(2) pair.
+const copyBufSize = 16 << 10
+
+// maxIdleBufs bounds the copy buffers a loop keeps for reuse; the rest go to the GC.
+const maxIdleBufs = 64
+
+// getBuf lends an empty copy buffer to a direction.
+func (l *eloop) getBuf() []byte {
+	l.e.copyBufs.Add(1)
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs[n-1] = nil
+		l.bufs = l.bufs[:n-1]
+		return b
 	}
-	d.waiting = false
-	d.pipe = p
-	l.process(fl)
+	return make([]byte, copyBufSize)
+}
+
+// putBuf takes a copy buffer back; what it still holds is dropped.
+func (l *eloop) putBuf(b []byte) {
+	l.e.copyBufs.Add(-1)
+	if len(l.bufs) < maxIdleBufs {
+		l.bufs = append(l.bufs, b)
+	}
 }
 
 // runReady continues flows that yielded after their per-turn budget.

@@ -12,11 +12,12 @@ import (
 //
 // Every method on a nil *Metrics is a no-op.
 type Metrics struct {
-	FlowsActive prometheus.GaugeFunc
-	PipesInUse  prometheus.GaugeFunc
-	PipesPooled prometheus.GaugeFunc
-	PipeWaiters prometheus.GaugeFunc
-	SpliceCalls prometheus.CounterFunc
+	FlowsActive   prometheus.GaugeFunc
+	PipesInUse    prometheus.GaugeFunc
+	PipesPooled   prometheus.GaugeFunc
+	CopyBuffers   prometheus.GaugeFunc
+	SpliceCalls   prometheus.CounterFunc
+	PoolExhausted prometheus.CounterFunc
 
 	src atomic.Pointer[func() Stats]
 }
@@ -36,14 +37,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		func(s Stats) float64 { return float64(s.PipesInUse) })
 	m.PipesPooled = gauge("pipes_pooled", "Idle pipes kept in the pool.",
 		func(s Stats) float64 { return float64(s.PipesPooled) })
-	m.PipeWaiters = gauge("pipe_waiters", "Directions waiting for a pipe because the pool is exhausted.",
-		func(s Stats) float64 { return float64(s.PipeWaiters) })
-	m.SpliceCalls = prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Namespace: "nat464", Subsystem: "splice", Name: "calls_total",
-		Help: "Successful splice(2) calls.",
-	}, func() float64 { return float64(m.stats().SpliceCalls) })
+	m.CopyBuffers = gauge("copy_buffers_in_use", "Directions copying through a 16 KiB buffer because every pipe was lent.",
+		func(s Stats) float64 { return float64(s.CopyBuffers) })
+	counter := func(name, help string, pick func(Stats) uint64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "nat464", Subsystem: "splice", Name: name, Help: help,
+		}, func() float64 { return float64(pick(m.stats())) })
+	}
+	m.SpliceCalls = counter("calls_total", "Successful splice(2) calls.",
+		func(s Stats) uint64 { return s.SpliceCalls })
+	m.PoolExhausted = counter("pool_exhausted_total", "Times a direction found every pipe lent and copied instead.",
+		func(s Stats) uint64 { return s.PoolExhausted })
 	if reg != nil {
-		reg.MustRegister(m.FlowsActive, m.PipesInUse, m.PipesPooled, m.PipeWaiters, m.SpliceCalls)
+		reg.MustRegister(m.FlowsActive, m.PipesInUse, m.PipesPooled, m.CopyBuffers, m.SpliceCalls, m.PoolExhausted)
 	}
 	return m
 }

@@ -39,34 +39,28 @@ func (p *pipe) close() {
 	unix.Close(p.w)
 }
 
-// waiter is a direction queued for a pipe.
-type waiter struct {
-	fl  *flow
-	dir int
-}
-
 // pipePool lends pipes to directions while they have bytes in flight. It never holds more than
-// max pipes (pooled and lent together). When it is exhausted, directions queue in FIFO order and
-// a released pipe goes straight to the first live waiter, on that waiter's loop.
+// max pipes (pooled and lent together). When it is exhausted, get returns nil and the direction
+// relays through a copy buffer instead (see copyBuf): nothing ever waits for a pipe, so a flow's
+// progress never depends on another flow's reader, and no pipe is handed from one loop to another.
 //
 // Invariant: every pipe in free is empty (a pipe that may hold bytes is discarded, not put).
-// Invariant: waiters is non-empty only while free is empty and total == max.
+// Invariant: total = lent + len(free) <= max.
 type pipePool struct {
-	mu      sync.Mutex
-	free    []*pipe
-	total   int
-	max     int
-	size    int
-	waiters []waiter
-	closed  bool
-	waits   uint64
+	mu        sync.Mutex
+	free      []*pipe
+	total     int
+	max       int
+	size      int
+	closed    bool
+	exhausted uint64 // gets that found no pipe
 }
 
 func newPipePool(max, size int) *pipePool { return &pipePool{max: max, size: size} }
 
-// get returns a pipe, or nil (with a nil error) after queueing fl's direction dir for the next
-// pipe released, or an error when a pipe cannot be created.
-func (pp *pipePool) get(fl *flow, dir int) (*pipe, error) {
+// get returns an empty pipe, or nil (with a nil error) when all max pipes are lent, or an error
+// when the pool is closed or a pipe cannot be created.
+func (pp *pipePool) get() (*pipe, error) {
 	pp.mu.Lock()
 	if pp.closed {
 		pp.mu.Unlock()
@@ -79,8 +73,7 @@ func (pp *pipePool) get(fl *flow, dir int) (*pipe, error) {
 		return p, nil
 	}
 	if pp.total >= pp.max {
-		pp.waits++
-		pp.waiters = append(pp.waiters, waiter{fl, dir})
+		pp.exhausted++
 		pp.mu.Unlock()
 		return nil, nil
 	}
@@ -96,22 +89,6 @@ func (pp *pipePool) get(fl *flow, dir int) (*pipe, error) {
 	return p, nil
 }
 
-// popWaiter returns the first waiter whose flow is still alive. pp.mu must be held.
-func (pp *pipePool) popWaiter() (waiter, bool) {
-	for len(pp.waiters) > 0 {
-		w := pp.waiters[0]
-		pp.waiters[0] = waiter{}
-		pp.waiters = pp.waiters[1:]
-		if len(pp.waiters) == 0 {
-			pp.waiters = nil
-		}
-		if !w.fl.dead.Load() {
-			return w, true
-		}
-	}
-	return waiter{}, false
-}
-
 // put takes back an empty pipe. The caller guarantees p holds no bytes.
 func (pp *pipePool) put(p *pipe) {
 	pp.mu.Lock()
@@ -121,42 +98,16 @@ func (pp *pipePool) put(p *pipe) {
 		p.close()
 		return
 	}
-	if w, ok := pp.popWaiter(); ok {
-		pp.mu.Unlock()
-		w.fl.loop.post(task{kind: taskGrant, fl: w.fl, dir: w.dir, pipe: p})
-		return
-	}
 	pp.free = append(pp.free, p)
 	pp.mu.Unlock()
 }
 
-// discard closes a pipe that may still hold bytes of a dead flow and, if a direction waits, makes
-// a fresh pipe for it.
+// discard closes a pipe that may still hold bytes of a dead flow; its slot in the pool frees.
 func (pp *pipePool) discard(p *pipe) {
 	p.close()
 	pp.mu.Lock()
 	pp.total--
-	if pp.closed {
-		pp.mu.Unlock()
-		return
-	}
-	w, ok := pp.popWaiter()
-	if !ok {
-		pp.mu.Unlock()
-		return
-	}
-	pp.total++
 	pp.mu.Unlock()
-	np, err := newPipe(pp.size)
-	if err != nil {
-		// Leave the waiter at the head of the queue for the next pipe released.
-		pp.mu.Lock()
-		pp.total--
-		pp.waiters = append([]waiter{w}, pp.waiters...)
-		pp.mu.Unlock()
-		return
-	}
-	w.fl.loop.post(task{kind: taskGrant, fl: w.fl, dir: w.dir, pipe: np})
 }
 
 // close frees the pooled pipes; pipes still lent are closed when they come back.
@@ -169,7 +120,6 @@ func (pp *pipePool) close() {
 	}
 	pp.total -= len(pp.free)
 	pp.free = nil
-	pp.waiters = nil
 }
 
 // stats fills the pool's part of s.
@@ -177,5 +127,5 @@ func (pp *pipePool) stats(s *Stats) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	s.PipesInUse, s.PipesPooled = pp.total-len(pp.free), len(pp.free)
-	s.PipeWaiters, s.PipeWaits = len(pp.waiters), pp.waits
+	s.PoolExhausted = pp.exhausted
 }

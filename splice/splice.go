@@ -113,12 +113,13 @@ type Stats struct {
 	PipesInUse int
 	// PipesPooled are idle pipes kept for reuse.
 	PipesPooled int
-	// PipeWaiters are directions queued for a pipe because the pool is exhausted.
-	PipeWaiters int
+	// CopyBuffers are directions relaying through a copy buffer because the pool had no pipe
+	// when they needed one (they hold it only while bytes are in flight).
+	CopyBuffers int
 	// SpliceCalls counts successful splice(2) calls since the engine started.
 	SpliceCalls uint64
-	// PipeWaits counts the times a direction had to queue for a pipe.
-	PipeWaits uint64
+	// PoolExhausted counts the times a direction found every pipe lent and copied instead.
+	PoolExhausted uint64
 }
 
 // Options configure an engine. The zero value is usable.

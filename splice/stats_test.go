@@ -34,7 +34,7 @@ func TestMetricsReadEngine(t *testing.T) {
 			if got := testutil.ToFloat64(m.FlowsActive); got != 1 {
 				t.Errorf("flows_active = %v, want 1", got)
 			}
-			if n, err := testutil.GatherAndCount(reg); err != nil || n != 5 {
+			if n, err := testutil.GatherAndCount(reg); err != nil || n != 6 {
 				t.Errorf("gathered %d series, %v", n, err)
 			}
 			c.client.CloseWrite()

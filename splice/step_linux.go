@@ -9,11 +9,12 @@ import (
 )
 
 // step moves direction i of fl as far as it can without blocking: first the pre bytes, then
-// rounds of drain (src -> empty pipe) and pump (pipe -> dst until empty). It returns the error
-// that ends the flow, if any; backpressure, an empty source and an exhausted pool are not errors.
+// rounds of drain (src -> empty pipe) and pump (pipe -> dst until empty). When the pool has no
+// pipe, the rounds copy through a borrowed buffer instead (read, then write until empty). It
+// returns the error that ends the flow, if any; backpressure and an empty source are not errors.
 //
-// Backpressure: while the pipe holds bytes that dst cannot take, src is not read; the bytes stay
-// in the pipe and EPOLLOUT on dst resumes the pump.
+// Backpressure: while the pipe (or buffer) holds bytes that dst cannot take, src is not read; the
+// bytes stay where they are and EPOLLOUT on dst resumes the pump.
 func (l *eloop) step(fl *flow, i int) error {
 	d := &fl.dir[i]
 	if d.done {
@@ -24,11 +25,19 @@ func (l *eloop) step(fl *flow, i int) error {
 	}
 	src, dst := fl.fd[d.src], fl.fd[d.dst]
 	for budget := roundsPerTurn; ; {
-		if d.inPipe > 0 {
+		if d.inPipe > 0 || d.bufEnd > d.bufOff {
 			if !fl.writable[d.dst] {
 				return nil
 			}
-			n, err := unix.Splice(d.pipe.r, nil, dst, nil, d.inPipe, unix.SPLICE_F_NONBLOCK)
+			var n int
+			var err error
+			if d.inPipe > 0 {
+				var n64 int64
+				n64, err = unix.Splice(d.pipe.r, nil, dst, nil, d.inPipe, unix.SPLICE_F_NONBLOCK)
+				n = int(n64)
+			} else {
+				n, err = unix.Write(dst, d.buf[d.bufOff:d.bufEnd])
+			}
 			switch {
 			case errors.Is(err, unix.EINTR):
 				continue
@@ -38,50 +47,63 @@ func (l *eloop) step(fl *flow, i int) error {
 			case err != nil:
 				return ioError("splice", err)
 			}
-			l.calls.Add(1)
-			d.inPipe -= int(n)
-			d.n += n
+			if d.inPipe > 0 {
+				l.calls.Add(1)
+				d.inPipe -= n
+			} else {
+				d.bufOff += n
+			}
+			d.n += int64(n)
 			fl.last = l.now
 			continue
 		}
-		// The pipe is empty here (or there is none).
-		if d.waiting {
-			return nil
-		}
+		// Nothing is held here: the pipe or buffer (if any) is empty.
 		if !fl.readable[d.src] || budget == 0 {
-			l.releasePipe(d)
+			l.release(d)
 			if fl.readable[d.src] {
 				l.requeue(fl)
 			}
 			return nil
 		}
-		if d.pipe == nil {
-			p, err := l.e.pool.get(fl, i)
+		if d.pipe == nil && d.buf == nil {
+			p, err := l.e.pool.get()
 			if err != nil {
 				return err
 			}
-			if p == nil {
-				d.waiting = true // the pool posts a grant when a pipe frees up
-				return nil
+			if p != nil {
+				d.pipe = p
+			} else {
+				d.buf, d.bufOff, d.bufEnd = l.getBuf(), 0, 0
 			}
-			d.pipe = p
 		}
-		n, err := unix.Splice(src, nil, d.pipe.w, nil, d.pipe.size, unix.SPLICE_F_NONBLOCK)
+		var n int
+		var err error
+		if d.pipe != nil {
+			var n64 int64
+			n64, err = unix.Splice(src, nil, d.pipe.w, nil, d.pipe.size, unix.SPLICE_F_NONBLOCK)
+			n = int(n64)
+		} else {
+			n, err = unix.Read(src, d.buf)
+		}
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.EAGAIN):
-			// The pipe is empty, so it is the socket that has nothing to read.
+			// The pipe (or buffer) is empty, so it is the socket that has nothing to read.
 			fl.readable[d.src] = false
 			continue
 		case err != nil:
 			return ioError("splice", err)
 		case n == 0:
-			l.releasePipe(d)
+			l.release(d)
 			return l.eof(fl, d)
 		}
-		l.calls.Add(1)
-		d.inPipe = int(n)
+		if d.pipe != nil {
+			l.calls.Add(1)
+			d.inPipe = n
+		} else {
+			d.bufOff, d.bufEnd = 0, n
+		}
 		budget--
 	}
 }

@@ -149,9 +149,9 @@ func TestFDsPerIdleFlow(t *testing.T) {
 					t.Fatalf("flow %d: %v", i, err)
 				}
 				if _, err := io.ReadFull(c, buf); err != nil {
-					t.Fatalf("flow %d: %v (sidecar: flows_total %v, relayed now %v, pipes in use %v, pipe waiters %v)",
+					t.Fatalf("flow %d: %v (sidecar: flows_total %v, relayed now %v, pipes in use %v, copy buffers %v)",
 						i, err, s.metric("nat464_loop_flows_total", ""), s.metric("nat464_splice_flows_active", ""),
-						s.metric("nat464_splice_pipes_in_use", ""), s.metric("nat464_splice_pipe_waiters", ""))
+						s.metric("nat464_splice_pipes_in_use", ""), s.metric("nat464_splice_copy_buffers_in_use", ""))
 				}
 			}
 			perFlow := float64(s.fds()-base) / float64(flows)
