@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -315,22 +314,22 @@ func dial(ctx context.Context, cfg *Config, req *request) (net.Conn, error) {
 	return c, nil
 }
 
-// dialOutcome counts a proxy request's dial under the reply it earns, and logs a failure; a
-// request for the sidecar itself at WARN.
+// dialOutcome counts a proxy request's dial under the reply it earns, and logs a failure at
+// the level dialLevel gives it.
 func dialOutcome(cfg *Config, req *request, err error) {
 	cfg.Metrics.handshake(req.proto.String(), replyName(req.proto, err))
 	if err == nil {
 		return
 	}
-	msg, level := "proxy dial failed", slog.LevelInfo
+	msg := "proxy dial failed"
 	switch {
 	case errors.Is(err, ErrSelf):
 		cfg.Metrics.reject(RejectSelf)
-		msg, level = "proxy request refused: the destination is the sidecar itself", slog.LevelWarn
+		msg = "proxy request refused: the destination is the sidecar itself"
 	case socks.ReplyFor(err) == socks.ReplyNotAllowed:
 		cfg.Metrics.reject(RejectPolicy)
 	}
-	cfg.log().Log(context.Background(), level, msg, "protocol", req.proto.String(), "dest", req.String(),
+	cfg.log().Log(context.Background(), dialLevel(err), msg, "protocol", req.proto.String(), "dest", req.String(),
 		"err", fdErr(err))
 }
 

@@ -27,9 +27,11 @@ import (
 
 // Exact failure replies: the method selection, then the REP; SOCKS4's CD; HTTP's response.
 var (
-	socks5NotAllowed = []byte{5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0}
-	socks4Rejected   = []byte{0, 91, 0, 0, 0, 0, 0, 0}
-	httpForbidden    = []byte("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\n\r\nForbidden\n")
+	socks5NotAllowed    = []byte{5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0}
+	socks5HostUnreach   = []byte{5, 0, 5, 4, 0, 1, 0, 0, 0, 0, 0, 0}
+	socks4Rejected      = []byte{0, 91, 0, 0, 0, 0, 0, 0}
+	httpGatewayTimedOut = []byte("HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nGateway Timeout\n")
+	httpForbidden       = []byte("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\n\r\nForbidden\n")
 )
 
 // socks5To is a no-auth greeting and a CONNECT to host (an IPv4 or IPv6 literal, or a name).
@@ -226,5 +228,48 @@ func waitIdleSlots(t *testing.T, fx *fixture) {
 			t.Fatalf("%d flow slots still taken", fx.limit.Active())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestProxyDNSTimeout: with the only nameserver silent, a request for a name fails once the
+// resolver's own bound (timeout × attempts, 200ms here) has passed, well before the 10s dial
+// timeout; the client hears host unreachable (SOCKS5 04, SOCKS4 91, HTTP 504) and the log
+// says, at WARN, which server did not answer for which name.
+func TestProxyDNSTimeout(t *testing.T) {
+	for _, eng := range engineNames(t) {
+		t.Run(eng, func(t *testing.T) {
+			checkFDs(t)
+			st := newOutboundStack(t, resolver.Config{Timeout: 100 * time.Millisecond, Attempts: 2})
+			st.dns.Set("api.test", 0, dnstest.Behavior{Drop: true})
+			fx := start(t, eng, nil, func(c *Config) { c.Dialer, c.Log = st.dialer, st.logger() })
+			for _, tc := range []struct {
+				name string
+				req  []byte
+				want []byte
+			}{
+				{"socks5", socks5To("api.test", 443), socks5HostUnreach},
+				{"socks4a", socks4To("api.test", 443), socks4Rejected},
+				{"http", httpTo("api.test", 443), httpGatewayTimedOut},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					start := time.Now()
+					if got := exchange(t, fx.proxy, tc.req); !bytes.Equal(got, tc.want) {
+						t.Errorf("reply %q, want %q", got, tc.want)
+					}
+					if el := time.Since(start); el > 5*time.Second {
+						t.Errorf("answered after %v: the dial timeout (10s), not the resolver's bound, ended it", el)
+					}
+				})
+			}
+			logs := st.logs.String()
+			want := fmt.Sprintf("no answer from %s (udp) for api.test. ", st.dns.Addr())
+			if n := strings.Count(logs, "level=WARN"); n != 3 || strings.Count(logs, want) != 3 ||
+				strings.Count(logs, "within 200ms (2 tries of 100ms)") != 3 || strings.Contains(logs, "no connection within") {
+				t.Errorf("want 3 WARN lines naming %q and the tries, got:\n%s", want, logs)
+			}
+			if got := st.attempts.Load(); got != 0 {
+				t.Errorf("%d connection attempts, want 0", got)
+			}
+		})
 	}
 }
