@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nat464/nat464-sidecar/nat64"
+	"github.com/nat464/nat464-sidecar/resolver"
 )
 
 // Sentinel errors.
@@ -18,6 +19,8 @@ var (
 	ErrNoAddress = errors.New("eyeballs: no addresses to dial")
 	// ErrNoResolver is wrapped when a name is dialed by a Dialer without a Resolver.
 	ErrNoResolver = errors.New("eyeballs: no resolver for a host name")
+	// ErrNotAllowed is wrapped, with Approve's error, when Dialer.Approve refused an address.
+	ErrNotAllowed = errors.New("eyeballs: destination not allowed")
 )
 
 // Failure reasons, the values of the race_failures_total "reason" label.
@@ -34,18 +37,42 @@ const (
 
 // timeoutError is the result of a race that ran out of time: errors.Is matches
 // context.DeadlineExceeded and os.ErrDeadlineExceeded, and it is a net.Error with Timeout.
+// resolving is set when the resolver had not answered by then: it also matches
+// resolver.ErrTimeout.
 type timeoutError struct {
-	host string
-	d    time.Duration
+	host      string
+	d         time.Duration
+	resolving bool
 }
 
 func (e *timeoutError) Error() string {
-	return fmt.Sprintf("eyeballs: %s: no connection within %v: %v", e.host, e.d, context.DeadlineExceeded)
+	what := "connection"
+	if e.resolving {
+		what = "answer from the resolver"
+	}
+	return fmt.Sprintf("eyeballs: %s: no %s within %v: %v", e.host, what, e.d, context.DeadlineExceeded)
 }
 func (e *timeoutError) Timeout() bool   { return true }
 func (e *timeoutError) Temporary() bool { return true }
 func (e *timeoutError) Is(target error) bool {
-	return target == context.DeadlineExceeded || target == os.ErrDeadlineExceeded
+	return target == context.DeadlineExceeded || target == os.ErrDeadlineExceeded ||
+		(e.resolving && target == resolver.ErrTimeout)
+}
+
+// resolveError is a race that ended without a single address to try: resolution failed, and
+// err (the resolver's errors, joined) says how. errors.Is also matches errDNS.
+type resolveError struct {
+	host string
+	err  error
+}
+
+func (e *resolveError) Error() string   { return "eyeballs: resolve " + e.host + ": " + e.err.Error() }
+func (e *resolveError) Unwrap() []error { return []error{errDNS, e.err} }
+
+// Timeout reports a resolver that did not answer in time, so that the *net.OpError around it
+// is a net.Error timeout too.
+func (e *resolveError) Timeout() bool {
+	return errors.Is(e.err, resolver.ErrTimeout) || isTimeout(e.err)
 }
 
 func isTimeout(err error) bool {
@@ -64,7 +91,7 @@ func rank(err error) int {
 		return 5
 	case errors.Is(err, syscall.ENETUNREACH):
 		return 4
-	case errors.Is(err, nat64.ErrPolicy):
+	case errors.Is(err, nat64.ErrPolicy), errors.Is(err, ErrNotAllowed):
 		return 0
 	case isTimeout(err):
 		return 1
@@ -81,19 +108,19 @@ func reason(err error) string {
 		return ReasonHostUnreachable
 	case errors.Is(err, syscall.ENETUNREACH):
 		return ReasonNetUnreachable
-	case errors.Is(err, nat64.ErrPolicy):
+	case errors.Is(err, nat64.ErrPolicy), errors.Is(err, ErrNotAllowed):
 		return ReasonPolicy
 	case errors.Is(err, context.Canceled):
 		return ReasonCanceled
+	case errors.Is(err, ErrNoAddress), errors.Is(err, errDNS): // a DNS timeout is a DNS failure
+		return ReasonDNS
 	case isTimeout(err):
 		return ReasonTimeout
-	case errors.Is(err, ErrNoAddress), errors.Is(err, errDNS):
-		return ReasonDNS
 	}
 	return ReasonOther
 }
 
-// errDNS marks failures that come from name resolution (wrapped alongside the resolver's error).
+// errDNS marks failures that come from name resolution (see resolveError).
 var errDNS = errors.New("eyeballs: name resolution failed")
 
 // opError wraps err as a dial *net.OpError, unless it already is one.

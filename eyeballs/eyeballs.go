@@ -87,6 +87,13 @@ type Dialer struct {
 	HasIPv4Route func() bool
 	// RouteProbeInterval is how long the default route probe's result is reused. If zero, 30s.
 	RouteProbeInterval time.Duration
+	// Approve, if not nil, is asked about every address before it is connected: each race
+	// candidate and each Direct plan, as the address:port the connect goes to (after NAT64
+	// synthesis). A non-nil error refuses that address, which is skipped like one the NAT64
+	// policy refuses; a race with nothing else to try fails with an error wrapping
+	// ErrNotAllowed and Approve's error (which should wrap a sentinel its caller classifies:
+	// the proxy's refusals wrap socks.ErrPolicy). It must be safe for concurrent use and fast.
+	Approve func(netip.AddrPort) error
 	// DialAttempt makes one connection attempt (test seam); network is "tcp4" or "tcp6". If nil,
 	// a net.Dialer bound to the attempt's ctx.
 	DialAttempt func(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error)

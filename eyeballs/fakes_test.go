@@ -19,10 +19,12 @@ type timedAnswer struct {
 }
 
 // fakeResolver streams scripted answers per host, then closes the channel at closeAt (or
-// right after the last answer).
+// right after the last answer). When the lookup's context ends first, it sends onCancel (as
+// the real resolver answers the outstanding families of a cancelled lookup) and closes.
 type fakeResolver struct {
-	answers map[string][]timedAnswer
-	closeAt time.Duration
+	answers  map[string][]timedAnswer
+	closeAt  time.Duration
+	onCancel []resolver.Answer
 }
 
 func (f *fakeResolver) Lookup(ctx context.Context, host string) <-chan resolver.Answer {
@@ -32,17 +34,26 @@ func (f *fakeResolver) Lookup(ctx context.Context, host string) <-chan resolver.
 	start := time.Now()
 	go func() {
 		defer close(ch)
+		cancelled := func() {
+			for _, a := range f.onCancel {
+				ch <- a
+			}
+		}
 		for _, s := range script {
 			if !sleepUntil(ctx, start.Add(s.at)) {
+				cancelled()
 				return
 			}
 			select {
 			case ch <- s.ans:
 			case <-ctx.Done():
+				cancelled()
 				return
 			}
 		}
-		sleepUntil(ctx, start.Add(f.closeAt))
+		if !sleepUntil(ctx, start.Add(f.closeAt)) {
+			cancelled()
+		}
 	}()
 	return ch
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,8 +26,10 @@ const (
 // whole race. A failed race returns a *net.OpError: the most informative attempt error
 // (refused, host unreachable, network unreachable, then timeout), one that satisfies
 // errors.Is(err, context.DeadlineExceeded) when time ran out first, one wrapping
-// nat64.ErrPolicy when every candidate was refused by policy, or the resolver's error when no
-// address was found.
+// nat64.ErrPolicy (or ErrNotAllowed) when every candidate was refused by policy (or Approve),
+// or, when no address ever arrived, the resolver's errors: a resolver still silent at the
+// deadline is asked once more, briefly, so that its error, naming what it was waiting for,
+// is the cause rather than "no connection within Timeout".
 func (d *Dialer) DialContext(ctx context.Context, host string, port uint16) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout())
 	defer cancel()
@@ -65,6 +68,7 @@ type race struct {
 	tried   []candidate // in start order
 	errs    []error     // attempt and synthesis errors, in order
 	dnsErrs []error
+	answers int // Answers received (one per family at most)
 
 	goAhead    bool      // attempts may start (RFC 8305 §3)
 	preferred  int       // the family whose answer is awaited: 6, or 4 when history says so
@@ -126,7 +130,38 @@ func (r *race) run(ctx context.Context, answers <-chan resolver.Answer) (net.Con
 			r.lose(res)
 		case <-wake:
 		case <-ctx.Done():
+			if len(r.seen) == 0 && answers != nil && r.awaitDNS(answers) {
+				answers = nil
+			}
 			return nil, r.fail(ctx.Err())
+		}
+	}
+}
+
+// dnsGrace bounds how long a race that ended without any address waits for the resolver's
+// last word: a lookup answers its outstanding families at once when its context ends.
+const dnsGrace = 100 * time.Millisecond
+
+// families is how many Answers a lookup streams: AAAA and A.
+const families = 2
+
+// awaitDNS collects the resolver's remaining answers (the errors of a cancelled lookup) for
+// at most dnsGrace. It reports whether the stream ended.
+func (r *race) awaitDNS(answers <-chan resolver.Answer) bool {
+	t := time.NewTimer(dnsGrace)
+	defer t.Stop()
+	for {
+		select {
+		case a, ok := <-answers:
+			if !ok {
+				return true
+			}
+			r.answers++
+			if a.Err != nil {
+				r.dnsErrs = append(r.dnsErrs, a.Err)
+			}
+		case <-t.C:
+			return false
 		}
 	}
 }
@@ -154,6 +189,7 @@ func drain(results <-chan result, n int, answers <-chan resolver.Answer) {
 // family alone waits ResolutionDelay for it. The preferred family is IPv6 unless the history
 // of this host names an IPv4 winner.
 func (r *race) addAnswer(a resolver.Answer) {
+	r.answers++
 	if a.Err != nil {
 		r.dnsErrs = append(r.dnsErrs, a.Err)
 	}
@@ -244,9 +280,20 @@ func (r *race) startDue(ctx context.Context, results chan<- result) {
 	}
 }
 
-// target is where a candidate is dialed: IPv6 as is, IPv4 natively when it has a route (always
-// for loopback), otherwise synthesized with the current NAT64 prefix (HEv3 §8.3).
+// target is where a candidate is dialed (see route), if Approve lets it.
 func (r *race) target(c candidate) (network string, ap netip.AddrPort, path string, err error) {
+	network, ap, path, err = r.route(c)
+	if err == nil && r.d.Approve != nil {
+		if aerr := r.d.Approve(ap); aerr != nil {
+			err = fmt.Errorf("%w: %w", ErrNotAllowed, aerr)
+		}
+	}
+	return network, ap, path, err
+}
+
+// route is where a candidate is dialed: IPv6 as is, IPv4 natively when it has a route (always
+// for loopback), otherwise synthesized with the current NAT64 prefix (HEv3 §8.3).
+func (r *race) route(c candidate) (network string, ap netip.AddrPort, path string, err error) {
 	if c.addr.Is6() {
 		return "tcp6", netip.AddrPortFrom(c.addr, r.port), PathNative, nil
 	}
@@ -294,28 +341,40 @@ func (r *race) lose(res result) {
 
 // fail builds the error of a race without a winner; ctxErr is set when the context ended it.
 func (r *race) fail(ctxErr error) error {
-	errs := r.errs
-	switch {
-	case errors.Is(ctxErr, context.DeadlineExceeded):
-		errs = append(errs, opError("tcp", nil, &timeoutError{host: r.host, d: r.d.timeout()}))
-	case ctxErr != nil:
+	deadline := errors.Is(ctxErr, context.DeadlineExceeded)
+	if ctxErr != nil && !deadline {
 		err := opError("tcp", nil, fmt.Errorf("eyeballs: %s: %w", r.host, ctxErr))
 		r.d.Metrics.failed(ReasonCanceled)
 		return err
 	}
 	var best error
+	if len(r.seen) == 0 {
+		best = opError("tcp", nil, r.resolveErr(deadline))
+		r.d.Metrics.failed(reason(best))
+		return best
+	}
+	errs := r.errs
+	if deadline {
+		errs = append(errs, opError("tcp", nil, &timeoutError{host: r.host, d: r.d.timeout()}))
+	}
 	for _, e := range errs {
 		if best == nil || rank(e) > rank(best) {
 			best = e
 		}
 	}
-	switch {
-	case best != nil:
-	case len(r.dnsErrs) > 0:
-		best = opError("tcp", nil, fmt.Errorf("eyeballs: resolve %s: %w: %w", r.host, errDNS, errors.Join(r.dnsErrs...)))
-	default:
-		best = opError("tcp", nil, fmt.Errorf("%w for %s", ErrNoAddress, r.host))
-	}
 	r.d.Metrics.failed(reason(best))
 	return best
+}
+
+// resolveErr is why a race got no address to try: what the resolver said, and, when the
+// deadline came with a family still unanswered, that it said nothing more in time.
+func (r *race) resolveErr(deadline bool) error {
+	errs := r.dnsErrs
+	if deadline && r.answers < families {
+		errs = append(slices.Clip(errs), &timeoutError{host: r.host, d: r.d.timeout(), resolving: true})
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("%w for %s", ErrNoAddress, r.host)
+	}
+	return &resolveError{host: r.host, err: resolver.Join(errs...)}
 }

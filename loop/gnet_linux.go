@@ -106,20 +106,24 @@ func (f *gnetFrontend) Start() error {
 		f.bootOnce.Do(func() { close(f.booted) }) // no gnet: the engine serves every listener
 		f.exited.Store(true)
 		f.stopped <- nil
+		f.cfg.addOwn(f.bound)
 		return nil
 	}
 	var addrs []string
 	for _, ap := range aps {
-		if err := probeBind(ap); err != nil {
+		// Port 0 is resolved here, once: every loop's SO_REUSEPORT listener must share it.
+		bound, err := probeBind(ap)
+		if err != nil {
 			f.stopDirect()
 			return err
 		}
-		addrs = append(addrs, gnetAddr(ap))
-		f.bound = append(f.bound, net.TCPAddrFromAddrPort(ap))
+		addrs = append(addrs, gnetAddr(bound))
+		f.bound = append(f.bound, net.TCPAddrFromAddrPort(bound))
 	}
 	go f.serve(addrs, f.cfg.eventLoops())
 	select {
 	case <-f.booted:
+		f.cfg.addOwn(f.bound)
 		return nil
 	case err := <-f.stopped:
 		f.stopDirect()
@@ -176,7 +180,7 @@ func (f *gnetFrontend) serve(addrs []string, loops int) {
 // SO_REUSEPORT, so that one held by another process is reported as in use.
 func (f *gnetFrontend) serveDirect() error {
 	for _, m := range f.cfg.Inbound {
-		if err := probeBind(m.Listen); err != nil {
+		if _, err := probeBind(m.Listen); err != nil {
 			f.stopDirect()
 			return err
 		}
@@ -213,18 +217,20 @@ func (f *gnetFrontend) admitInbound() bool {
 	return true
 }
 
-// probeBind reports a port that cannot be bound, naming it. SO_REUSEPORT sockets of the same
-// user would not conflict with gnet's, so the probe binds without it.
-func probeBind(ap netip.AddrPort) error {
+// probeBind reports a port that cannot be bound, naming it, and otherwise returns ap with the
+// port the kernel chose when ap's is 0. SO_REUSEPORT sockets of the same user would not
+// conflict with gnet's, so the probe binds without it.
+func probeBind(ap netip.AddrPort) (netip.AddrPort, error) {
 	network := "tcp6"
 	if ap.Addr().Is4() {
 		network = "tcp4"
 	}
 	ln, err := net.ListenTCP(network, net.TCPAddrFromAddrPort(ap))
 	if err != nil {
-		return fmt.Errorf("loop: cannot listen on %s: %w", ap, err)
+		return ap, fmt.Errorf("loop: cannot listen on %s: %w", ap, err)
 	}
-	return ln.Close()
+	bound := netip.AddrPortFrom(ap.Addr(), uint16(ln.Addr().(*net.TCPAddr).Port))
+	return bound, ln.Close()
 }
 
 func (f *gnetFrontend) Listeners() []net.Addr { return f.bound }

@@ -76,6 +76,7 @@ func (f *goroutineFrontend) Start() error {
 		f.conns.wg.Add(1)
 		go f.acceptLoop(ln, handle)
 	}
+	f.cfg.addOwn(f.Listeners())
 	return nil
 }
 

@@ -63,6 +63,11 @@ type Config struct {
 	EventLoops int
 	// Dialer serves proxy requests; if nil, a plain net.Dialer (no NAT64, no Happy Eyeballs).
 	Dialer Dialer
+	// Own, if not nil, receives the front end's listeners as bound when Start returns. The
+	// caller makes the Dialer consult it (eyeballs.Dialer.Approve = Own.Check), so that a
+	// request for one of them is refused before any connect; refusals wrapping ErrSelf are
+	// counted as RejectSelf and logged at WARN.
+	Own *OwnSockets
 	// Auth, if non-nil and holding credentials, makes the proxy require them.
 	Auth *Auth
 	Log  *slog.Logger

@@ -42,6 +42,7 @@ type fixture struct {
 	engine  splice.Engine
 	metrics *Metrics
 	reg     *prometheus.Registry
+	limit   *Limiter
 	proxy   string
 	inbound []string
 }
@@ -71,7 +72,7 @@ func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fix
 	if err := f.Start(); err != nil {
 		t.Fatal(err)
 	}
-	fx := &fixture{front: f, engine: e, metrics: cfg.Metrics, reg: reg, proxy: cfg.ProxyListen}
+	fx := &fixture{front: f, engine: e, metrics: cfg.Metrics, reg: reg, limit: cfg.Limit, proxy: cfg.ProxyListen}
 	for _, m := range cfg.Inbound {
 		fx.inbound = append(fx.inbound, m.Listen.String())
 	}

@@ -27,6 +27,7 @@ const (
 	RejectHandshakeBytes   = "handshake_too_large"
 	RejectAuth             = "auth"
 	RejectPolicy           = "policy"
+	RejectSelf             = "self" // the destination was one of the sidecar's own sockets
 	RejectProtocol         = "protocol"
 	RejectDraining         = "draining"
 )
@@ -60,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.flowsTotal, m.flowsActive, m.bytesTotal, m.flowDuration, m.connectFails, m.handshakes, m.rejects)
 	// Every reject reason is exported from the start, at 0, so alerts can rate() it.
 	for _, r := range []string{RejectMaxConns, RejectHandshakeTimeout, RejectHandshakeBytes, RejectAuth,
-		RejectPolicy, RejectProtocol, RejectDraining} {
+		RejectPolicy, RejectSelf, RejectProtocol, RejectDraining} {
 		m.rejects.WithLabelValues(r)
 	}
 	return m

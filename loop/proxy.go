@@ -314,15 +314,23 @@ func dial(ctx context.Context, cfg *Config, req *request) (net.Conn, error) {
 	return c, nil
 }
 
-// dialOutcome counts a proxy request's dial under the reply it earns, and logs a failure.
+// dialOutcome counts a proxy request's dial under the reply it earns, and logs a failure at
+// the level dialLevel gives it.
 func dialOutcome(cfg *Config, req *request, err error) {
 	cfg.Metrics.handshake(req.proto.String(), replyName(req.proto, err))
-	if err != nil {
-		if socks.ReplyFor(err) == socks.ReplyNotAllowed {
-			cfg.Metrics.reject(RejectPolicy)
-		}
-		cfg.log().Info("proxy dial failed", "protocol", req.proto.String(), "dest", req.String(), "err", fdErr(err))
+	if err == nil {
+		return
 	}
+	msg := "proxy dial failed"
+	switch {
+	case errors.Is(err, ErrSelf):
+		cfg.Metrics.reject(RejectSelf)
+		msg = "proxy request refused: the destination is the sidecar itself"
+	case socks.ReplyFor(err) == socks.ReplyNotAllowed:
+		cfg.Metrics.reject(RejectPolicy)
+	}
+	cfg.log().Log(context.Background(), dialLevel(err), msg, "protocol", req.proto.String(), "dest", req.String(),
+		"err", fdErr(err))
 }
 
 // DirectDialer is a Dialer that can plan the one connect of an IP literal, so that the front end

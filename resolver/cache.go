@@ -35,6 +35,7 @@ type call struct {
 // address slice is shared: callers must copy it before handing it out.
 func (r *Resolver) resolve(ctx context.Context, rc *ResolvConf, name string, qtype uint16) ([]netip.Addr, time.Duration, error) {
 	k := key{name, qtype}
+	waitStart := time.Now()
 	now := r.cfg.now()
 	r.mu.Lock()
 	if r.closed {
@@ -66,6 +67,9 @@ func (r *Resolver) resolve(ctx context.Context, rc *ResolvConf, name string, qty
 		return c.res.addrs, c.res.ttl, c.res.err
 	case <-ctx.Done():
 		r.leave(k, c)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, 0, deadlineErr(rc, name, qtype, time.Since(waitStart))
+		}
 		return nil, 0, ctxErr(ctx)
 	}
 }

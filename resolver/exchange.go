@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // servers (starting at a rotating index with "options rotate"), each try bounded by
 // rc.Timeout, over UDP with a TCP retry on truncation. A NOERROR or NXDOMAIN reply ends it;
 // SERVFAIL, REFUSED, other rcodes, timeouts and network errors move on to the next try.
-// The result is the last try's error when no server gave a usable reply.
+// The result is a *NoAnswerError naming every server asked when no try got a reply at all,
+// otherwise the last try's error when no server gave a usable reply. The time spent is thus
+// bounded by rc.Timeout × rc.Attempts × the number of servers, whatever the caller's deadline.
 func (r *Resolver) exchange(ctx context.Context, rc *ResolvConf, name string, qtype uint16) (*dns.Msg, error) {
 	servers := rc.Servers
 	if len(servers) == 0 {
@@ -33,6 +36,7 @@ func (r *Resolver) exchange(ctx context.Context, rc *ResolvConf, name string, qt
 	m.SetQuestion(name, qtype)
 	m.SetEdns0(ednsSize, false)
 	var lastErr error
+	silent := &NoAnswerError{Name: name, Types: []string{dns.TypeToString[qtype]}, PerTry: rc.Timeout}
 	for range max(rc.Attempts, 1) {
 		for i := range servers {
 			m.Id = dns.Id()
@@ -48,9 +52,29 @@ func (r *Resolver) exchange(ctx context.Context, rc *ResolvConf, name string, qt
 				return resp, nil
 			}
 			lastErr = fmt.Errorf("resolver: %s %s: %w", name, dns.TypeToString[qtype], err)
+			if silent != nil {
+				silent = silent.add(err)
+			}
 		}
 	}
+	if silent != nil {
+		return nil, silent
+	}
 	return nil, lastErr
+}
+
+// add counts a try that timed out and names its server, or returns nil (some server replied)
+// when err is not a timeout.
+func (e *NoAnswerError) add(err error) *NoAnswerError {
+	var tt *tryTimeout
+	if !errors.As(err, &tt) {
+		return nil
+	}
+	e.Tries++
+	if s := tt.server(); !slices.Contains(e.Servers, s) {
+		e.Servers = append(e.Servers, s)
+	}
+	return e
 }
 
 // rcodeErr classifies a reply: nil for NOERROR and NXDOMAIN (answers), a sentinel otherwise.
@@ -124,7 +148,7 @@ func (r *Resolver) exchangeOne(ctx context.Context, network string, timeout time
 func netErr(tctx context.Context, network string, srv netip.AddrPort, err error) error {
 	var ne net.Error
 	if errors.Is(tctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return fmt.Errorf("%w: no reply from %s over %s", ErrTimeout, srv, network)
+		return &tryTimeout{srv: srv, network: network}
 	}
 	return fmt.Errorf("resolver: %s %s: %w", network, srv, err)
 }

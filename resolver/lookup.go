@@ -30,8 +30,10 @@ var families = [2]struct {
 // A timeout, network failure or cancellation of either family ends the search early. When no
 // candidate wins, each family reports that error, else the first SERVFAIL or REFUSED seen,
 // else the last candidate's negative answer.
-// Cancelling ctx answers the outstanding families with the context error (wrapping
-// ErrTimeout for a deadline); the queries themselves still complete into the cache.
+// A family no server answered reports a *NoAnswerError naming the servers, the name and the
+// type (it wraps ErrTimeout). Cancelling ctx answers the outstanding families with the context
+// error, a deadline with a *NoAnswerError that also wraps context.DeadlineExceeded; the
+// queries themselves still complete into the cache.
 func (r *Resolver) Lookup(ctx context.Context, host string) <-chan Answer {
 	ch := make(chan Answer, len(families))
 	if a, ok := parseLiteral(host); ok {

@@ -106,7 +106,8 @@ func (r *Resolver) ResolvConf() ResolvConf {
 // file, CD bit clear), through the configured servers and the cache. It returns the
 // addresses with the remaining TTL (the minimum over the answer's records, clamped), or an
 // error wrapping ErrNXDomain or ErrNoData with the negative-caching TTL (zero when the reply
-// had no SOA), or one wrapping ErrServFail, ErrRefused, ErrTimeout or ErrClosed.
+// had no SOA), or one wrapping ErrServFail, ErrRefused, ErrTimeout (a *NoAnswerError when no
+// server replied) or ErrClosed.
 func (r *Resolver) LookupAAAA(ctx context.Context, name string) (addrs []netip.Addr, ttl time.Duration, err error) {
 	n, err := checkName(name)
 	if err != nil {

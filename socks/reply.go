@@ -21,6 +21,7 @@ const (
 	classHostUnreachable
 	classRefused
 	classTimeout
+	classDNSTimeout
 	classCommand
 	classAddrType
 	classAuth
@@ -40,6 +41,7 @@ var answers = [...]struct {
 	classHostUnreachable: {ReplyHostUnreachable, Reply4Rejected, StatusBadGateway},
 	classRefused:         {ReplyConnectionRefused, Reply4Rejected, StatusBadGateway},
 	classTimeout:         {ReplyTTLExpired, Reply4Rejected, StatusGatewayTimeout},
+	classDNSTimeout:      {ReplyHostUnreachable, Reply4Rejected, StatusGatewayTimeout},
 	classCommand:         {ReplyCommandNotSupported, Reply4Rejected, StatusMethodNotAllowed},
 	classAddrType:        {ReplyAddrTypeUnsupported, Reply4Rejected, StatusBadRequest},
 	classAuth:            {ReplyGeneralFailure, Reply4Rejected, StatusProxyAuthRequired},
@@ -56,9 +58,10 @@ var answers = [...]struct {
 //	07 command not supported       ErrCommandNotSupported, ErrMethodNotAllowed
 //	08 address type not supported  ErrAddrTypeNotSupported
 //	03 network unreachable         nat64.ErrNoPrefix
+//	04 host unreachable            resolver.ErrTimeout (no nameserver answered: the host could
+//	                               not be found, so not 06, which says a connect timed out)
 //	04 host unreachable            resolver NXDOMAIN, NODATA, SERVFAIL, REFUSED, bad response,
 //	                               bad name (SOCKS5 has no "name not found" code)
-//	06 TTL expired                 resolver.ErrTimeout
 //	05 connection refused          ECONNREFUSED, ECONNRESET
 //	03 network unreachable         ENETUNREACH, ENETDOWN
 //	04 host unreachable            EHOSTUNREACH, EHOSTDOWN
@@ -88,7 +91,8 @@ func SOCKS4ReplyFor(err error) Reply4 {
 
 // HTTPStatusFor maps err to the status answering a CONNECT: 200 for nil; 403 policy; 405
 // non-CONNECT method or unsupported command; 400 malformed request, oversized header or bad
-// address; 407 ErrAuth; 504 timeouts; 502 refused, unreachable, resolve failures and the rest.
+// address; 407 ErrAuth; 504 timeouts, a nameserver's included; 502 refused, unreachable,
+// other resolve failures and the rest.
 func HTTPStatusFor(err error) int {
 	if err == nil {
 		return StatusOK
@@ -112,13 +116,15 @@ var sentinels = [...]struct {
 	{ErrMalformed, classBadRequest},
 	{ErrVersion, classBadRequest},
 	{ErrNeedMore, classBadRequest},
+	// Before the negative answers: when one family timed out and the other had no records,
+	// the timed-out family may have held the address.
+	{resolver.ErrTimeout, classDNSTimeout},
 	{resolver.ErrNXDomain, classHostUnreachable},
 	{resolver.ErrNoData, classHostUnreachable},
 	{resolver.ErrServFail, classHostUnreachable},
 	{resolver.ErrRefused, classHostUnreachable},
 	{resolver.ErrBadResponse, classHostUnreachable},
 	{resolver.ErrBadName, classHostUnreachable},
-	{resolver.ErrTimeout, classTimeout},
 	{syscall.ECONNREFUSED, classRefused},
 	{syscall.ECONNRESET, classRefused},
 	{syscall.ENETUNREACH, classNetUnreachable},

@@ -32,7 +32,8 @@ type outbound struct {
 	done     chan struct{}
 }
 
-func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer) (*outbound, error) {
+// newOutbound builds the stack; approve vets every address the dialer is about to connect.
+func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer, approve func(netip.AddrPort) error) (*outbound, error) {
 	res, err := resolver.New(resolver.Config{ResolvConf: cfg.ResolvConf, HostsFile: cfg.HostsFile,
 		Metrics: resolver.NewMetrics(reg)})
 	if err != nil {
@@ -56,7 +57,7 @@ func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer)
 	o.dial = &eyeballs.Dialer{
 		Resolver: res, NAT64: o.prefixes, FirstFamilyCount: cfg.HEFirstFamilyCount,
 		ResolutionDelay: resDelay, AttemptDelay: cfg.HEAttemptDelay,
-		MaxConcurrent: cfg.HEMaxConcurrent, Timeout: cfg.DialTimeout, Metrics: eyeballs.NewMetrics(reg),
+		MaxConcurrent: cfg.HEMaxConcurrent, Timeout: cfg.DialTimeout, Approve: approve, Metrics: eyeballs.NewMetrics(reg),
 	}
 	var ctx context.Context
 	ctx, o.cancel = context.WithCancel(context.Background())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"runtime"
 
@@ -67,14 +69,17 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		return nil, err
 	}
 	buildInfo.WithLabelValues(version, sc.engine.Name()).Set(1)
-	if sc.out, err = newOutbound(cfg, lg, reg); err != nil {
+	// The proxy refuses to dial any of the sidecar's own listeners: the front end adds its
+	// own when bound, the admin address follows below.
+	own := &loop.OwnSockets{}
+	if sc.out, err = newOutbound(cfg, lg, reg, own.Check); err != nil {
 		return nil, err
 	}
 	lm := loop.NewMetrics(reg)
 	sc.front, err = loop.New(loop.Config{
 		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, HandshakeTimeout: cfg.HandshakeTimeout,
 		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
-		Dialer: sc.out.dialer(), Auth: sc.auth, Log: lg, Metrics: lm,
+		Dialer: sc.out.dialer(), Own: own, Auth: sc.auth, Log: lg, Metrics: lm,
 	})
 	if err != nil {
 		return nil, err
@@ -92,12 +97,21 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 			_ = sc.front.Shutdown(context.Background())
 			return nil, fmt.Errorf("admin: cannot listen on %s: %w", cfg.AdminListen, err)
 		}
+		own.Add(adminListener(addr))
 		lg.Info("admin listening", "addr", addr.String(), "pprof", cfg.Pprof)
 	}
 	sc.logStart()
 	sc.out.awaitStartup(lg)
 	sc.admin.SetStarted()
 	return sc, nil
+}
+
+// adminListener describes the admin server's socket: net.Listen("tcp") binds a wildcard
+// without IPV6_V6ONLY, so [::]:9464 also takes IPv4.
+func adminListener(a net.Addr) loop.Listener {
+	ap := a.(*net.TCPAddr).AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return loop.Listener{Name: "admin", Addr: ap, DualStack: ap.Addr() == netip.IPv6Unspecified()}
 }
 
 func (sc *sidecar) logStart() {
