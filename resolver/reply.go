@@ -1,0 +1,53 @@
+package resolver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/miekg/dns"
+)
+
+// readUDPReply writes m on the UDP co and reads datagrams until one answers it, or the
+// connection's deadline passes. A datagram whose header does not parse, or whose ID,
+// question or QR bit does not match m, is not the server's reply to m but a forgery, a
+// late reply to an earlier query or noise: it is dropped and the wait goes on (RFC 5452
+// §9.1; glibc and Go's resolver do the same), so it can neither poison the answer nor
+// cut the wait short. The reply returned may be truncated (TC): its records are then not
+// trusted, and the caller asks again over TCP, even when the datagram was cut
+// mid-record (RFC 2181 §9). A matching reply that does not parse wraps ErrBadResponse.
+func readUDPReply(co *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
+	if err := co.WriteMsg(m); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, ednsSize)
+	for {
+		n, err := co.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		resp := new(dns.Msg)
+		uerr := resp.Unpack(buf[:n])
+		if n < 12 || resp.Id != m.Id || !sameQuestion(m, resp) {
+			continue
+		}
+		if resp.Truncated {
+			resp.Answer, resp.Ns, resp.Extra = nil, nil, nil
+			return resp, nil
+		}
+		if uerr != nil {
+			return nil, uerr
+		}
+		return resp, nil
+	}
+}
+
+// badReply wraps err as ErrBadResponse when it says the message was malformed (a parse
+// error, a TCP reply with another ID, a TCP message cut short); ok is false otherwise.
+func badReply(err error, network string, srv fmt.Stringer) (wrapped error, ok bool) {
+	var de *dns.Error
+	if !errors.As(err, &de) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, false
+	}
+	return fmt.Errorf("%w: malformed reply from %s over %s: %w", ErrBadResponse, srv, network, err), true
+}
