@@ -166,6 +166,61 @@ func errOrAddrs(a Answer) any {
 	return a.Addrs
 }
 
+// TestHostileHugeAnswer: an answer of thousands of records (as many as one 64 KiB TCP
+// message holds, or a header claiming 10,000) yields the first maxAddrs addresses, in the
+// server's order, so that Happy Eyeballs never has thousands of attempts to make.
+func TestHostileHugeAnswer(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     dnstest.HostileConfig
+		want    int
+		minSize int // records the server sent at least (0: want)
+	}{
+		{"at-bound", dnstest.HostileConfig{Mode: dnstest.Huge, Records: maxAddrs, TTL: 60}, maxAddrs, 0},
+		{"past-bound", dnstest.HostileConfig{Mode: dnstest.Huge, Records: maxAddrs + 1, TTL: 60}, maxAddrs, 0},
+		{"full-message", dnstest.HostileConfig{Mode: dnstest.Huge, TTL: 60}, maxAddrs, 2000},
+		{"claims-10000", dnstest.HostileConfig{Mode: dnstest.HugeClaim, TTL: 60}, maxAddrs, 2000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			leakCheck(t)
+			h, r := hostileEnv(t, tc.cfg, false)
+			v6, v4, elapsed := timedLookup(t, r, "huge.example.")
+			t.Logf("%s: %d + %d addresses in %v (%d udp, %d tcp questions)", tc.name, len(v6.Addrs), len(v4.Addrs),
+				elapsed.Round(time.Millisecond), h.Queries("udp"), h.Queries("tcp"))
+			if elapsed > hostileBound {
+				t.Errorf("lookup took %v, bound %v", elapsed, hostileBound)
+			}
+			for _, a := range []Answer{v6, v4} {
+				first := good4
+				if a.Family == 6 {
+					first = good6
+				}
+				if a.Err != nil || len(a.Addrs) != tc.want || a.Addrs[0] != first || a.Addrs[len(a.Addrs)-1] != nth(first, tc.want-1) {
+					t.Errorf("IPv%d: %d addresses (%v), want the first %d from %v", a.Family, len(a.Addrs), a.Err, tc.want, first)
+				}
+			}
+			r.mu.Lock()
+			for k, e := range r.entries {
+				if len(e.addrs) > maxAddrs {
+					t.Errorf("cache entry %v holds %d addresses", k, len(e.addrs))
+				}
+			}
+			r.mu.Unlock()
+			if tc.minSize > 0 && h.Queries("tcp") < 2 {
+				t.Errorf("%d TCP questions, want the huge answer fetched over TCP for both families", h.Queries("tcp"))
+			}
+		})
+	}
+}
+
+func nth(a netip.Addr, n int) netip.Addr {
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
+
 // TestHostileManyLookups: many concurrent lookups against a silent server all end within
 // the bound, and every goroutine and socket they used is gone afterwards.
 func TestHostileManyLookups(t *testing.T) {

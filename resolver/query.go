@@ -73,7 +73,8 @@ type reply struct {
 }
 
 // parseReply follows the CNAME chain for name through the answer section and collects the
-// address records of qtype owned by its end; records for other owners are ignored.
+// address records of qtype owned by its end, the first maxAddrs of them; records for other
+// owners are ignored.
 func parseReply(resp *dns.Msg, name string, qtype uint16) reply {
 	out := reply{ttl: math.MaxUint32}
 	cur := name
@@ -84,7 +85,7 @@ func parseReply(resp *dns.Msg, name string, qtype uint16) reply {
 			if !strings.EqualFold(h.Name, cur) || h.Class != dns.ClassINET {
 				continue
 			}
-			if a, ok := addrOf(rr, qtype); ok {
+			if a, ok := addrOf(rr, qtype); ok && len(out.addrs) < maxAddrs {
 				out.addrs = append(out.addrs, a)
 				out.ttl = min(out.ttl, h.Ttl)
 			}
