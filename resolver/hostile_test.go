@@ -3,6 +3,8 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -219,6 +221,36 @@ func nth(a netip.Addr, n int) netip.Addr {
 		a = a.Next()
 	}
 	return a
+}
+
+// TestHostileTTLs: TTL 0 is cached for MinTTL; a TTL with the top bit set (2^31, 2^32-1)
+// means 0 (RFC 2181 §8), not 68 or 136 years; 2^31-1 is capped at MaxTTL.
+func TestHostileTTLs(t *testing.T) {
+	tests := []struct {
+		ttl  uint32
+		want time.Duration
+	}{
+		{0, defaultMinTTL},
+		{1, defaultMinTTL},
+		{300, 300 * time.Second},
+		{math.MaxInt32, defaultMaxTTL},
+		{math.MaxInt32 + 1, defaultMinTTL},
+		{math.MaxUint32, defaultMinTTL},
+	}
+	for _, tc := range tests {
+		for _, mode := range []dnstest.Mode{dnstest.Answer, dnstest.CNAMEChain} {
+			t.Run(fmt.Sprintf("%v-%d", mode, tc.ttl), func(t *testing.T) {
+				leakCheck(t)
+				_, r := hostileEnv(t, dnstest.HostileConfig{Mode: mode, TTL: tc.ttl, ChainLength: 2}, false)
+				v6, v4, _ := timedLookup(t, r, "ttl.example.")
+				for _, a := range []Answer{v6, v4} {
+					if a.Err != nil || a.TTL != tc.want {
+						t.Errorf("TTL %d: IPv%d answer %v with TTL %v, want %v", tc.ttl, a.Family, a.Err, a.TTL, tc.want)
+					}
+				}
+			})
+		}
+	}
 }
 
 // TestHostileManyLookups: many concurrent lookups against a silent server all end within
