@@ -93,10 +93,11 @@ func (m Mode) String() string {
 
 // Poison addresses are what the spoofing modes (WrongID, WrongName, WrongType, WrongClass,
 // NotResponse) put in their records: a resolver that hands them out, or caches them, was
-// fooled.
+// fooled. They are loopback addresses (the IPv6 one IPv4-mapped) where nothing listens, so
+// that a fooled proxy's connection stays on the machine and is refused.
 var (
-	PoisonV4 = netip.MustParseAddr("198.51.100.66")
-	PoisonV6 = netip.MustParseAddr("2001:db8:bad::66")
+	PoisonV4 = netip.MustParseAddr("127.66.66.66")
+	PoisonV6 = netip.MustParseAddr("::ffff:127.66.66.66")
 )
 
 // HostileConfig chooses a Hostile server's behaviour; the zero value is Silent.
