@@ -310,6 +310,7 @@ func (h *Hostile) replies(q *dns.Msg, transport string) [][]byte {
 // the UDP size the query advertised.
 func (h *Hostile) good(q *dns.Msg, transport string) []byte {
 	m := reply(q)
+	m.Compress = true
 	name, qt := q.Question[0].Name, q.Question[0].Qtype
 	switch h.cfg.Mode {
 	case CNAMELoop:
@@ -329,7 +330,6 @@ func (h *Hostile) good(q *dns.Msg, transport string) []byte {
 		m.Answer = append(m.Answer, h.cname(name, nextEndless(name)))
 		return h.fit(m, q, transport)
 	case Huge, HugeClaim:
-		m.Compress = true
 		m.Answer = h.addrs(name, qt, h.cfg.V4, h.cfg.V6, h.hugeCount(name, qt))
 		return h.fit(m, q, transport)
 	}
