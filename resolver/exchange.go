@@ -115,7 +115,7 @@ func (r *Resolver) exchangeOne(ctx context.Context, network string, timeout time
 	defer stop()
 	var resp *dns.Msg
 	if network == "udp" {
-		resp, err = readUDPReply(co, m)
+		resp, err = r.readUDPReply(co, m)
 	} else {
 		resp, _, err = c.ExchangeWithConnContext(tctx, m, co)
 	}

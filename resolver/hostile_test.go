@@ -276,3 +276,22 @@ func TestHostileManyLookups(t *testing.T) {
 		t.Errorf("100 lookups took %v", elapsed)
 	}
 }
+
+// TestHostileIgnoredRepliesCounted: every forged datagram dropped is counted.
+func TestHostileIgnoredRepliesCounted(t *testing.T) {
+	leakCheck(t)
+	h := dnstest.StartHostile(t, dnstest.HostileConfig{Mode: dnstest.WrongID, ThenAnswer: true})
+	m := NewMetrics(nil)
+	r, err := New(Config{ResolvConf: filepath.Join(t.TempDir(), "resolv.conf"), HostsFile: "-",
+		Servers: []netip.AddrPort{h.Addr()}, Search: []string{}, Timeout: hostileTimeout, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if v6, v4 := lookup(t, r, "host.example."); v6.Err != nil || v4.Err != nil {
+		t.Fatalf("lookup: %v / %v", v6.Err, v4.Err)
+	}
+	if got := counter(m.IgnoredReplies); got != 2 {
+		t.Errorf("ignored_replies_total = %v, want 2 (one forgery per family)", got)
+	}
+}

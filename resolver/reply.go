@@ -15,8 +15,9 @@ import (
 // §9.1; glibc and Go's resolver do the same), so it can neither poison the answer nor
 // cut the wait short. The reply returned may be truncated (TC): its records are then not
 // trusted, and the caller asks again over TCP, even when the datagram was cut
-// mid-record (RFC 2181 §9). A matching reply that does not parse wraps ErrBadResponse.
-func readUDPReply(co *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
+// mid-record (RFC 2181 §9). A matching reply that does not parse is returned as the
+// parse error (see badReply). Dropped datagrams are counted in Metrics.IgnoredReplies.
+func (r *Resolver) readUDPReply(co *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
 	if err := co.WriteMsg(m); err != nil {
 		return nil, err
 	}
@@ -29,6 +30,7 @@ func readUDPReply(co *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
 		resp := new(dns.Msg)
 		uerr := resp.Unpack(buf[:n])
 		if n < 12 || resp.Id != m.Id || !sameQuestion(m, resp) {
+			r.metrics.ignoredReply()
 			continue
 		}
 		if resp.Truncated {
