@@ -27,21 +27,32 @@ func (r *Resolver) readUDPReply(co *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp := new(dns.Msg)
-		uerr := resp.Unpack(buf[:n])
-		if n < 12 || resp.Id != m.Id || !sameQuestion(m, resp) {
+		resp, ours, err := matchReply(m, buf[:n])
+		if !ours {
 			r.metrics.ignoredReply()
 			continue
 		}
-		if resp.Truncated {
-			resp.Answer, resp.Ns, resp.Extra = nil, nil, nil
-			return resp, nil
-		}
-		if uerr != nil {
-			return nil, uerr
-		}
-		return resp, nil
+		return resp, err
 	}
+}
+
+// matchReply parses datagram p as a reply to m. ours is false when p is not m's reply
+// (no DNS header, another ID, question or QR bit). A truncated reply comes back without
+// its records, whatever followed the header; otherwise a parse error is returned as is.
+func matchReply(m *dns.Msg, p []byte) (resp *dns.Msg, ours bool, err error) {
+	resp = new(dns.Msg)
+	uerr := resp.Unpack(p)
+	if len(p) < 12 || resp.Id != m.Id || !sameQuestion(m, resp) {
+		return nil, false, nil
+	}
+	if resp.Truncated {
+		resp.Answer, resp.Ns, resp.Extra = nil, nil, nil
+		return resp, true, nil
+	}
+	if uerr != nil {
+		return nil, true, uerr
+	}
+	return resp, true, nil
 }
 
 // badReply wraps err as ErrBadResponse when it says the message was malformed (a parse
