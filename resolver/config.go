@@ -55,6 +55,9 @@ const (
 	statInterval = time.Second
 	// maxCNAMEDepth bounds CNAME chains, within one answer and across re-queries.
 	maxCNAMEDepth = 8
+	// maxAddrs bounds the addresses kept from one answer, per name and type: the first ones
+	// in the server's order. Happy Eyeballs would otherwise race every one of them.
+	maxAddrs = 32
 	// ednsSize is the advertised EDNS0 UDP payload size (DNS flag day 2020).
 	ednsSize = 1232
 )

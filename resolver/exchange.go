@@ -132,9 +132,20 @@ func (r *Resolver) exchangeOne(ctx context.Context, network string, timeout time
 		return nil, netErr(tctx, network, srv, err)
 	}
 	defer co.Close()
+	if dl, ok := tctx.Deadline(); ok {
+		co.SetDeadline(dl) // before the AfterFunc, so that a cancel is never overwritten
+	}
 	stop := context.AfterFunc(tctx, func() { co.SetDeadline(aLongTimeAgo) })
 	defer stop()
-	resp, _, err := c.ExchangeWithConnContext(tctx, m, co)
+	var resp *dns.Msg
+	if network == "udp" {
+		resp, err = r.readUDPReply(co, m)
+	} else {
+		resp, _, err = c.ExchangeWithConnContext(tctx, m, co)
+	}
+	if bad, ok := badReply(err, network, srv); ok {
+		return nil, bad
+	}
 	if err != nil {
 		return nil, netErr(tctx, network, srv, err)
 	}

@@ -18,6 +18,7 @@ type Metrics struct {
 	Coalesced      prometheus.Counter
 	InFlight       prometheus.Gauge
 	InFlightWaits  prometheus.Counter
+	IgnoredReplies prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (if reg is not nil).
@@ -57,10 +58,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "inflight_waits_total",
 			Help: "Queries that had to wait because MaxInFlight queries were already running.",
 		}),
+		IgnoredReplies: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "ignored_replies_total",
+			Help: "UDP datagrams dropped because they did not answer the query sent (another ID, question or QR bit, or not DNS): forgeries, late replies, noise.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Queries, m.TCPFallbacks, m.LookupDuration, m.CacheHits,
-			m.CacheMisses, m.Coalesced, m.InFlight, m.InFlightWaits)
+			m.CacheMisses, m.Coalesced, m.InFlight, m.InFlightWaits, m.IgnoredReplies)
 	}
 	return m
 }
@@ -108,5 +113,11 @@ func (m *Metrics) inFlight(delta float64) {
 func (m *Metrics) inFlightWait() {
 	if m != nil {
 		m.InFlightWaits.Inc()
+	}
+}
+
+func (m *Metrics) ignoredReply() {
+	if m != nil {
+		m.IgnoredReplies.Inc()
 	}
 }

@@ -48,8 +48,8 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metric %s: help %q", mf.GetName(), mf.GetHelp())
 		}
 	}
-	if len(mfs) != 8 {
-		t.Errorf("gathered %d metric families, want 8", len(mfs))
+	if len(mfs) != 9 {
+		t.Errorf("gathered %d metric families, want 9", len(mfs))
 	}
 }
 

@@ -73,7 +73,8 @@ type reply struct {
 }
 
 // parseReply follows the CNAME chain for name through the answer section and collects the
-// address records of qtype owned by its end; records for other owners are ignored.
+// address records of qtype owned by its end, the first maxAddrs of them; records for other
+// owners are ignored.
 func parseReply(resp *dns.Msg, name string, qtype uint16) reply {
 	out := reply{ttl: math.MaxUint32}
 	cur := name
@@ -84,9 +85,9 @@ func parseReply(resp *dns.Msg, name string, qtype uint16) reply {
 			if !strings.EqualFold(h.Name, cur) || h.Class != dns.ClassINET {
 				continue
 			}
-			if a, ok := addrOf(rr, qtype); ok {
+			if a, ok := addrOf(rr, qtype); ok && len(out.addrs) < maxAddrs {
 				out.addrs = append(out.addrs, a)
-				out.ttl = min(out.ttl, h.Ttl)
+				out.ttl = min(out.ttl, wireTTL(h.Ttl))
 			}
 		}
 		if len(out.addrs) > 0 {
@@ -95,7 +96,7 @@ func parseReply(resp *dns.Msg, name string, qtype uint16) reply {
 		for _, rr := range resp.Answer {
 			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, cur) {
 				cur, found = dns.Fqdn(c.Target), true
-				out.ttl = min(out.ttl, c.Hdr.Ttl)
+				out.ttl = min(out.ttl, wireTTL(c.Hdr.Ttl))
 				out.hops++
 				break
 			}
@@ -109,11 +110,20 @@ func parseReply(resp *dns.Msg, name string, qtype uint16) reply {
 	}
 	for _, rr := range resp.Ns {
 		if soa, ok := rr.(*dns.SOA); ok {
-			out.negTTL, out.hasSOA = min(soa.Hdr.Ttl, soa.Minttl), true
+			out.negTTL, out.hasSOA = min(wireTTL(soa.Hdr.Ttl), wireTTL(soa.Minttl)), true
 			break
 		}
 	}
 	return out
+}
+
+// wireTTL reads a TTL field as RFC 2181 §8 says: a value with the top bit set (2^31 and
+// up) means zero, so a broken server's 2^32-1 is cached for MinTTL, not clamped to MaxTTL.
+func wireTTL(ttl uint32) uint32 {
+	if ttl > math.MaxInt32 {
+		return 0
+	}
+	return ttl
 }
 
 func addrOf(rr dns.RR, qtype uint16) (netip.Addr, bool) {

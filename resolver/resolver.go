@@ -35,7 +35,9 @@ type Answer struct {
 	Family int
 	// Name is the candidate name (after search-list expansion, absolute with a trailing dot)
 	// the addresses belong to; for a failed lookup, the candidate whose error is reported.
-	Name  string
+	Name string
+	// Addrs are in the server's order; an answer from DNS keeps its first 32 addresses (a
+	// larger one would only give Happy Eyeballs more attempts than a race can make).
 	Addrs []netip.Addr
 	// TTL is how long the addresses (or the negative answer) stay valid: the remaining cache
 	// lifetime, zero for IP literals, hosts-file entries and uncached failures.

@@ -22,6 +22,10 @@
 //
 // Every query is recorded with its transport: Count(name, qtype, transport) and Queries()
 // let tests assert exactly which questions were sent, and WaitFor blocks until some arrive.
+//
+// StartHostile is a different, raw server for resolver robustness tests: it misbehaves in one
+// chosen Mode (silence, spoofed or mismatched replies, truncated, garbled or looping packets,
+// CNAME loops, huge answers, extreme TTLs, stalled TCP), with packets built by hand.
 package dnstest
 
 import (
