@@ -133,9 +133,10 @@ const (
 	corrupt                  // a byte differed, or the app saw a wrong byte
 	truncated                // a clean EOF before the end: looks complete to a naive client
 	failed                   // anything else (dial error, timeout)
+	hungUp                   // the client hung up as planned; what it had read was right
 )
 
-var outcomeNames = [...]string{"whole", "reset", "corrupt", "truncated", "failed"}
+var outcomeNames = [...]string{"whole", "reset", "corrupt", "truncated", "failed", "hung up"}
 
 func (o outcome) String() string { return outcomeNames[o] }
 
@@ -206,8 +207,9 @@ type tally struct {
 	samples []string // the first few failures, for the log
 }
 
-func (t *tally) add(f flow, down int64, err error) {
-	o := classify(err)
+func (t *tally) add(f flow, down int64, err error) { t.addAs(classify(err), f, down, err) }
+
+func (t *tally) addAs(o outcome, f flow, down int64, err error) {
 	t.n[o].Add(1)
 	if o == whole {
 		t.up.Add(f.up)
@@ -215,7 +217,7 @@ func (t *tally) add(f flow, down int64, err error) {
 	} else {
 		t.dn.Add(down)
 	}
-	if o != whole {
+	if o != whole && o != hungUp {
 		t.mu.Lock()
 		if len(t.samples) < 5 {
 			t.samples = append(t.samples, fmt.Sprintf("%s: up %d down %d half-close %v: %v", o, f.up, f.down, f.halfClose, err))

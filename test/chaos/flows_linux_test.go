@@ -31,7 +31,7 @@ func TestChecksummedFlows(t *testing.T) {
 					res := runFlows(flowCount, flowConc, uint64(i+1), p.dial)
 					took := time.Since(start)
 					peak, _ := sm.end()
-					f.s.mustBeAlive("during the flows")
+					f.s.mustBeAlive(t, "during the flows")
 					t.Logf("%s %s: %d flows at %d concurrent in %v: %s; sidecar peak %s",
 						eng, p.name, flowCount, flowConc, took.Round(time.Millisecond), res, peak)
 					for _, s := range res.samples {

@@ -133,12 +133,11 @@ func (s *sidecar) alive() bool {
 	}
 }
 
-// mustBeAlive fails the test with the tail of the logs (where a panic would be) if the process
-// has exited.
-func (s *sidecar) mustBeAlive(when string) {
-	s.t.Helper()
+// mustBeAlive fails t with the panic in the logs, or their tail, if the process has exited.
+func (s *sidecar) mustBeAlive(t *testing.T, when string) {
+	t.Helper()
 	if !s.alive() {
-		s.t.Fatalf("sidecar died %s (exit %d); logs:\n%s", when, s.code, crashLines(s.logs.String()))
+		t.Fatalf("sidecar died %s (exit %d); logs:\n%s", when, s.code, crashLines(s.logs.String()))
 	}
 }
 
