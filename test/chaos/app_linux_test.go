@@ -126,11 +126,11 @@ func (a *app) handle(c *net.TCPConn) {
 	}
 	sent := make(chan error, 1)
 	go func() {
-		n, err := writeStream(c, seed, dirDown, down, 0, 0)
+		n, err := writeStream(c, seed, dirDown, down, pace{})
 		a.bytesOu.Add(n)
 		sent <- err
 	}()
-	good, err := readStream(c, seed, dirUp, up, 0, 0)
+	good, err := readStream(c, seed, dirUp, up, pace{})
 	a.bytesIn.Add(good)
 	if err == nil && flags&flagHalfClose != 0 {
 		var one [1]byte
@@ -152,33 +152,31 @@ func (a *app) handle(c *net.TCPConn) {
 
 var errMismatch = errors.New("chaos: stream bytes do not match")
 
-// writeStream sends n bytes of stream (seed, dir), in chunks of at most chunk bytes (if zero,
-// 64 KiB) with pause between them. It returns how many were written.
-func writeStream(w io.Writer, seed, dir uint64, n int64, chunk int, pause time.Duration) (int64, error) {
+// writeStream sends n bytes of stream (seed, dir) at pace p. It returns how many were written.
+func writeStream(w io.Writer, seed, dir uint64, n int64, p pace) (int64, error) {
+	chunk := p.chunk
 	if chunk <= 0 {
 		chunk = 64 << 10
 	}
 	buf := make([]byte, min(int64(chunk), max(n, 1)))
 	var off int64
 	for off < n {
-		p := buf[:min(int64(len(buf)), n-off)]
-		fill(p, seed, dir, off)
-		k, err := w.Write(p)
+		b := buf[:min(int64(len(buf)), n-off)]
+		fill(b, seed, dir, off)
+		k, err := w.Write(b)
 		off += int64(k)
 		if err != nil {
 			return off, err
 		}
-		if pause > 0 {
-			time.Sleep(pause)
-		}
+		p.wait()
 	}
 	return off, nil
 }
 
-// readStream reads n bytes and checks them against stream (seed, dir), in reads of at most
-// chunk bytes (if zero, 64 KiB) with pause between them. It returns the count of matching bytes
-// read; a short stream is io.ErrUnexpectedEOF, a wrong byte errMismatch.
-func readStream(r io.Reader, seed, dir uint64, n int64, chunk int, pause time.Duration) (int64, error) {
+// readStream reads n bytes at pace p and checks them against stream (seed, dir). It returns the
+// count of matching bytes read; a short stream is io.ErrUnexpectedEOF, a wrong byte errMismatch.
+func readStream(r io.Reader, seed, dir uint64, n int64, p pace) (int64, error) {
+	chunk := p.chunk
 	if chunk <= 0 {
 		chunk = 64 << 10
 	}
@@ -204,9 +202,7 @@ func readStream(r io.Reader, seed, dir uint64, n int64, chunk int, pause time.Du
 		if err != nil {
 			return off, err
 		}
-		if pause > 0 {
-			time.Sleep(pause)
-		}
+		p.wait()
 	}
 	return off, nil
 }

@@ -55,10 +55,18 @@ func (f flow) header() []byte {
 	return h
 }
 
-// pace slows a client down: chunk bytes per read or write with pause after each.
+// pace slows a client down: chunk bytes (if zero, 64 KiB) per read or write with pause after
+// each, until until (if zero, to the end).
 type pace struct {
 	chunk int
 	pause time.Duration
+	until time.Time
+}
+
+func (p pace) wait() {
+	if p.pause > 0 && (p.until.IsZero() || time.Now().Before(p.until)) {
+		time.Sleep(p.pause)
+	}
 }
 
 // dialer opens a connection to the app through one of the sidecar's paths.
@@ -170,13 +178,13 @@ func (f flow) run(c net.Conn, timeout time.Duration, upPace, downPace pace) (dow
 			wrote <- err
 			return
 		}
-		_, err := writeStream(c, f.seed, dirUp, f.up, upPace.chunk, upPace.pause)
+		_, err := writeStream(c, f.seed, dirUp, f.up, upPace)
 		if err == nil && f.halfClose {
 			err = c.(interface{ CloseWrite() error }).CloseWrite()
 		}
 		wrote <- err
 	}()
-	down, err = readStream(c, f.seed, dirDown, f.down, downPace.chunk, downPace.pause)
+	down, err = readStream(c, f.seed, dirDown, f.down, downPace)
 	if err == nil {
 		var tr [8]byte
 		if _, err = io.ReadFull(c, tr[:]); err == nil {

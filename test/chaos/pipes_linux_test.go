@@ -38,9 +38,9 @@ func pressureFlow(i int, r *rand.Rand, hold time.Duration) (kind int, f flow, up
 	f.seed = r.Uint64()
 	switch kind {
 	case slowReader:
-		f.down, down, cut = 64<<20, pace{4 << 10, 10 * time.Millisecond}, hold
+		f.down, down, cut = 64<<20, pace{chunk: 4 << 10, pause: 10 * time.Millisecond}, hold
 	case slowWriter:
-		f.up, f.down, up = 256<<10, 64<<10, pace{4 << 10, 10 * time.Millisecond}
+		f.up, f.down, up = 256<<10, 64<<10, pace{chunk: 4 << 10, pause: 10 * time.Millisecond}
 	case bulk:
 		f.up, f.down = 1<<20, 1<<20
 	case earlyHangUp:
@@ -174,7 +174,7 @@ func TestSlowReadersHangUp(t *testing.T) {
 						tl.add(fl, 0, err)
 						return
 					}
-					got, err := fl.run(c, hold, pace{}, pace{4 << 10, 10 * time.Millisecond})
+					got, err := fl.run(c, hold, pace{}, pace{chunk: 4 << 10, pause: 10 * time.Millisecond})
 					if errors.Is(err, os.ErrDeadlineExceeded) {
 						tl.addAs(hungUp, fl, got, err)
 						return
