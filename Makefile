@@ -12,9 +12,11 @@ FUZZTIME ?= 30000x
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 DIST    ?= dist
+# The chaos suite's bound; a release soak (CHAOS_SOAK=30m) needs a longer one (CHAOS_TIMEOUT=45m).
+CHAOS_TIMEOUT ?= 15m
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run demo test test-e2e lab-up lab-down test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
+.PHONY: help build run demo test test-e2e test-chaos lab-up lab-down test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,7 +30,7 @@ run: build ## build and run the sidecar with its defaults (inbound [::]:8080 -> 
 demo: build ## IPv4-only app on 127.0.0.1, the sidecar in front, the page fetched over [::1]
 	./scripts/demo.sh
 
-test: check test-unit test-e2e test-fuzz test-bench-once test-modules ## the full suite, as CI runs it (Linux/root tests included; CI=true turns their skips into failures)
+test: check test-unit test-e2e test-chaos test-fuzz test-bench-once test-modules ## the full suite, as CI runs it (Linux/root tests included; CI=true turns their skips into failures)
 
 test-unit: ## go test of the sidecar module (unit, relay, integration and lab e2e tests)
 	$(GO) test -count=1 -timeout 15m ./...
@@ -37,6 +39,9 @@ test-e2e: ## the IPv6-only pod lab suite (tayga NAT64, unbound DNS64, network na
 	@if [ "$$CI" = true ] || { [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ]; }; then \
 		$(GO) test -tags e2e -count=1 -timeout 10m ./test/e2e/; \
 	else echo "test-e2e: skipped (needs root on Linux; test/lab/README.md)"; fi
+
+test-chaos: ## the chaos and soak suite against the real binary on loopback (a few minutes; CHAOS_SOAK=30m CHAOS_TIMEOUT=45m for a release soak)
+	$(GO) test -tags chaos -count=1 -timeout $(CHAOS_TIMEOUT) -v ./test/chaos/
 
 lab-up: ## start the IPv6-only pod lab (root; MODE=wkp|nsp)
 	test/lab/lab.sh up --mode $(or $(MODE),wkp)
@@ -62,6 +67,8 @@ check: ## gofmt, go vet, cross-build for darwin (keeps the portable fallback com
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/
+	$(GO) vet -tags chaos ./test/chaos/
+	GOOS=darwin $(GO) vet -tags chaos ./test/chaos/
 	GOOS=darwin $(GO) vet ./...
 	GOOS=darwin $(GO) build ./...
 	cd deploy && out=$$(gofmt -l .) && [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
