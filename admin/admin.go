@@ -4,6 +4,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,11 @@ type Server struct {
 	Gatherer prometheus.Gatherer
 	// Pprof serves /debug/pprof when true.
 	Pprof bool
+	// MaxConns bounds the connections served at once; over it, new ones are closed at once. If
+	// zero, DefaultMaxConns.
+	MaxConns int
+	// Rejects, if non-nil, counts the connections closed over MaxConns (see NewRejects).
+	Rejects prometheus.Counter
 
 	started  atomic.Bool
 	draining atomic.Bool
@@ -119,7 +125,11 @@ func (s *Server) Start() (net.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.ln = ln
+	var over func()
+	if s.Rejects != nil {
+		over = s.Rejects.Inc
+	}
+	s.ln = newGuardedListener(ln, cmp.Or(s.MaxConns, DefaultMaxConns), over)
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -128,7 +138,7 @@ func (s *Server) Start() (net.Addr, error) {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
-	go func() { _ = s.srv.Serve(ln) }()
+	go func() { _ = s.srv.Serve(s.ln) }()
 	return ln.Addr(), nil
 }
 
@@ -225,4 +235,15 @@ func TCPCheck(name, addr string) Check {
 		}
 		return c.Close()
 	}}
+}
+
+// NewRejects returns the counter of admin connections closed over Server.MaxConns, registered
+// with reg if non-nil.
+func NewRejects(reg prometheus.Registerer) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "nat464", Subsystem: "admin", Name: "rejects_total",
+		Help: "Admin connections closed at once because MaxConns were open."})
+	if reg != nil {
+		reg.MustRegister(c)
+	}
+	return c
 }

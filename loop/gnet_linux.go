@@ -134,14 +134,16 @@ func (f *gnetFrontend) Start() error {
 // Pauses before gnet is started again after it stopped by itself.
 const (
 	restartMin = 100 * time.Millisecond
-	restartMax = 5 * time.Second
+	restartMax = time.Second
 )
 
 // serve runs gnet until Shutdown. gnet ends its whole engine when accept(2) fails with anything
 // but a transient error, EMFILE included: once the process ran out of file descriptors the proxy
 // port would be gone for good, while the flows already relayed live on in the splice engine. So
-// serve starts gnet again after a pause (growing to restartMax while it keeps failing); /livez
-// fails only while it is down. Handshakes in progress when gnet stopped are lost.
+// serve starts gnet again after a pause (growing to restartMax while it keeps failing); Ping
+// answers ErrRestarting meanwhile, which /readyz reports and /livez does not (see Alive): the
+// process is recovering by itself, and a restart by kubelet would cut every relayed flow.
+// Handshakes in progress when gnet stopped are lost.
 func (f *gnetFrontend) serve(addrs []string, loops int) {
 	pause := restartMin
 	for {
@@ -419,7 +421,7 @@ func (f *gnetFrontend) OnTick() (time.Duration, gnet.Action) {
 
 func (f *gnetFrontend) Ping(ctx context.Context) error {
 	if f.exited.Load() && !f.shutdown.Load() && len(f.addrs()) > 0 {
-		return errors.New("loop: event loops have stopped")
+		return ErrRestarting
 	}
 	errs := []error{f.direct.Ping(ctx)}
 	f.loops.Range(func(k, _ any) bool {

@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,21 @@ import (
 	"syscall"
 	"time"
 )
+
+// ErrRestarting is Ping's answer while the proxy port's event loops are being started again after
+// they stopped by themselves (gnet ends its engine when accept(2) hits the open-file limit).
+var ErrRestarting = errors.New("loop: proxy event loops stopped; starting them again")
+
+// Alive is f.Ping for a liveness probe: a front end starting its event loops again is recovering
+// by itself and counts as alive; readiness, which calls Ping itself, still reports it.
+func Alive(f Frontend) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := f.Ping(ctx); !errors.Is(err, ErrRestarting) {
+			return err
+		}
+		return nil
+	}
+}
 
 // ErrFileLimit wraps EMFILE/ENFILE so the log says plainly that the open-file limit was hit.
 var ErrFileLimit = errors.New("loop: open-file limit reached (each flow holds 2 fds, 4 while bytes are in flight); lower --max-conns or raise RLIMIT_NOFILE")
