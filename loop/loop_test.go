@@ -164,31 +164,84 @@ func TestInboundEcho(t *testing.T) {
 	}
 }
 
+// TestMaxConnsRejects: at the flow bound a connection on either port is accepted and closed at
+// once and counted, and the slot serves again once it frees: an inbound flow that ends, or a proxy
+// handshake that stalls until the handshake timeout (handshakes hold slots too).
 func TestMaxConnsRejects(t *testing.T) {
 	for _, eng := range engineNames(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
-			fx := start(t, eng, []string{echoServer(t)}, func(c *Config) { c.Limit = NewLimiter(1) })
+			echo := echoServer(t)
+			fx := start(t, eng, []string{echo}, func(c *Config) {
+				c.Limit = NewLimiter(1)
+				c.HandshakeTimeout = 300 * time.Millisecond
+			})
+			refused := func(what, addr string) {
+				t.Helper()
+				over, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer over.Close()
+				over.SetDeadline(time.Now().Add(5 * time.Second))
+				over.Write([]byte{5, 1, 0})
+				if n, err := over.Read(make([]byte, 1)); err == nil {
+					t.Fatalf("%s: a connection over max-conns was served (%d bytes)", what, n)
+				}
+			}
+			served := func(what string) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					c, err := net.Dial("tcp6", fx.inbound[0])
+					if err != nil {
+						t.Fatal(err)
+					}
+					c.SetDeadline(time.Now().Add(2 * time.Second))
+					c.Write([]byte("z"))
+					_, err = io.ReadFull(c, make([]byte, 1))
+					c.Close()
+					if err == nil {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: the freed slot does not serve: %v", what, err)
+					}
+				}
+			}
 			held, err := net.Dial("tcp6", fx.inbound[0])
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer held.Close()
 			held.SetDeadline(time.Now().Add(5 * time.Second))
 			held.Write([]byte("x"))
-			io.ReadFull(held, make([]byte, 1)) // the first flow is established
-			over, err := net.Dial("tcp6", fx.inbound[0])
+			io.ReadFull(held, make([]byte, 1)) // the one slot holds an established flow
+			refused("inbound at the bound", fx.inbound[0])
+			refused("proxy at the bound", fx.proxy)
+			held.Close()
+			served("after the flow ended")
+			waitActive := func(n int, what string) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); fx.limit.Active() != n; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: %d slots in use, want %d", what, fx.limit.Active(), n)
+					}
+				}
+			}
+			waitActive(0, "the served flows' slots back")
+			stall, err := net.Dial("tcp", fx.proxy)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer over.Close()
-			over.SetDeadline(time.Now().Add(5 * time.Second))
-			over.Write([]byte("y"))
-			if n, err := over.Read(make([]byte, 1)); err == nil {
-				t.Fatalf("connection over max-conns was relayed (%d bytes)", n)
+			defer stall.Close()
+			stall.Write([]byte{5}) // a greeting cut short holds the slot until the handshake timeout
+			waitActive(1, "the stalled handshake's slot")
+			refused("inbound behind a stalled handshake", fx.inbound[0])
+			served("after the handshake timeout")
+			if got := testutil.ToFloat64(fx.metrics.rejects.WithLabelValues(RejectMaxConns)); got < 3 {
+				t.Errorf("rejects_total{max_conns} = %v, want at least 3", got)
 			}
-			if got := testutil.ToFloat64(fx.metrics.rejects.WithLabelValues(RejectMaxConns)); got != 1 {
-				t.Errorf("rejects_total{max_conns} = %v, want 1", got)
+			if got := testutil.ToFloat64(fx.metrics.rejects.WithLabelValues(RejectHandshakeTimeout)); got != 1 {
+				t.Errorf("rejects_total{handshake_timeout} = %v, want 1", got)
 			}
 		})
 	}
