@@ -42,6 +42,7 @@ test-e2e: ## the IPv6-only pod lab suite (tayga NAT64, unbound DNS64, network na
 
 test-chaos: ## the chaos and soak suite against the real binary on loopback (a few minutes; CHAOS_SOAK=30m CHAOS_TIMEOUT=45m for a release soak)
 	$(GO) test -tags chaos -count=1 -timeout $(CHAOS_TIMEOUT) -v ./test/chaos/
+	$(GO) test -tags chaos -count=1 -timeout 5m -run '^TestChaos' -v ./cmd/nat464-sidecar/
 
 lab-up: ## start the IPv6-only pod lab (root; MODE=wkp|nsp)
 	test/lab/lab.sh up --mode $(or $(MODE),wkp)

@@ -285,3 +285,45 @@ func stats(e Engine) Stats {
 	}
 	return Stats{Active: e.Active()}
 }
+
+// BenchmarkBulkPastPool moves 16 MiB one way per op through a flow on the splice path (a free
+// pipe) and on the copy path (the pool's only pipe held by a flow whose client does not read).
+func BenchmarkBulkPastPool(b *testing.B) {
+	const size = 16 << 20
+	for _, path := range []string{"splice", "copy"} {
+		b.Run(path, func(b *testing.B) {
+			e, err := NewSplice(Options{MaxPipes: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			r := newRig(b)
+			if path == "copy" {
+				stuck, _ := r.relayOne(e, true)
+				go sendStream(stuck.server, 1, 64<<20) // fills the sockets, then keeps the pipe
+				for e.Stats().PipesInUse == 0 {
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			c, _ := r.relayOne(e, true)
+			buf := make([]byte, 256<<10)
+			b.SetBytes(size)
+			b.ResetTimer()
+			for b.Loop() {
+				go sendStream(c.server, 2, size)
+				for got := 0; got < size; {
+					n, err := c.client.Read(buf)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += n
+				}
+			}
+			b.StopTimer()
+			if st := e.Stats(); path == "copy" && st.PoolExhausted == 0 {
+				b.Fatalf("the copy path never ran: %+v", st)
+			}
+		})
+	}
+}

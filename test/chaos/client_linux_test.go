@@ -195,8 +195,11 @@ func (f flow) run(c net.Conn, timeout time.Duration, upPace, downPace pace) (dow
 	}
 	if err == nil {
 		var one [1]byte
-		if n, e := c.Read(one[:]); n != 0 || e != io.EOF {
-			err = fmt.Errorf("chaos: no EOF after the trailer (n=%d, %v)", n, e)
+		switch n, e := c.Read(one[:]); {
+		case n != 0:
+			err = fmt.Errorf("chaos: %d bytes after the trailer, want EOF", n)
+		case e != io.EOF:
+			err = fmt.Errorf("chaos: no EOF after the trailer: %w", e) // a deadline stays a deadline
 		}
 	}
 	if err != nil {
