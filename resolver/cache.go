@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // key identifies a cached or in-flight question; name is absolute and lower-case.
@@ -28,6 +31,7 @@ type call struct {
 	cancel  context.CancelFunc
 	waiters int
 	grace   *time.Timer
+	sent    atomic.Bool // the query holds an in-flight slot (see limited)
 }
 
 // resolve answers name+qtype from the cache, or joins (or starts) the shared upstream query.
@@ -67,6 +71,10 @@ func (r *Resolver) resolve(ctx context.Context, rc *ResolvConf, name string, qty
 		return c.res.addrs, c.res.ttl, c.res.err
 	case <-ctx.Done():
 		r.leave(k, c)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && !c.sent.Load() {
+			return nil, 0, fmt.Errorf("%w: %w (%d in flight) while %s %s waited %v for one: %w", ErrTimeout, ErrQueued,
+				r.cfg.maxInFlight(), name, dns.TypeToString[qtype], time.Since(waitStart).Round(time.Millisecond), ctx.Err())
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, 0, deadlineErr(rc, name, qtype, time.Since(waitStart))
 		}
@@ -109,7 +117,10 @@ func (r *Resolver) leave(k key, c *call) {
 func (r *Resolver) runCall(ctx context.Context, k key, rc *ResolvConf, c *call) {
 	defer r.wg.Done()
 	defer c.cancel()
-	res := r.limited(ctx, func() result { return r.query(ctx, rc, k.name, k.qtype) })
+	res := r.limited(ctx, func() result {
+		c.sent.Store(true)
+		return r.query(ctx, rc, k.name, k.qtype)
+	})
 	r.mu.Lock()
 	if r.calls[k] == c {
 		delete(r.calls, k)

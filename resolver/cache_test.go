@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,10 +161,20 @@ func TestMaxInFlight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	as := collect(t, e.res.Lookup(ctx, "one.example."))
+	queued := 0
 	for _, a := range as {
 		if !errors.Is(a.Err, ErrTimeout) || !errors.Is(a.Err, context.DeadlineExceeded) {
 			t.Errorf("answer %+v, want the context deadline wrapped in ErrTimeout", a)
 		}
+		if errors.Is(a.Err, ErrQueued) {
+			queued++
+			if !strings.Contains(a.Err.Error(), "(1 in flight)") {
+				t.Errorf("the queued query's error %q does not name the bound", a.Err)
+			}
+		}
+	}
+	if queued != 1 { // one family's query was sent and held, the other never left the queue
+		t.Errorf("%d answers say their query was never sent, want 1: %+v", queued, as)
 	}
 	if n := e.srv.Count("one.example", 0, ""); n != 1 {
 		t.Errorf("%d queries in flight with MaxInFlight 1", n)

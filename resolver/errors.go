@@ -16,4 +16,7 @@ var (
 	ErrBadResponse = errors.New("resolver: bad response")
 	// ErrBadName is wrapped when a host name cannot be queried (empty, too long, bad label).
 	ErrBadName = errors.New("resolver: invalid name")
+	// ErrQueued is wrapped (with ErrTimeout) when a lookup's deadline passed before its query
+	// could be sent, because Config.MaxInFlight queries were already in flight.
+	ErrQueued = errors.New("resolver: query never sent: every in-flight slot was taken")
 )
