@@ -69,12 +69,12 @@ func TestProxyRefusesItself(t *testing.T) {
 		t.Run(eng, func(t *testing.T) {
 			f := newProxyFixture(t, eng)
 			ap := netip.MustParseAddrPort(f.proxyAddr)
-			m := regexp.MustCompile(`msg="inbound listening" listen=\[::1\]:(\d+)`).FindStringSubmatch(f.s.logs.String())
+			m := regexp.MustCompile(`msg="inbound listening" listen=\[::1\]:(\d+)`).FindStringSubmatch(f.s.Logs.String())
 			if m == nil {
-				t.Fatalf("no inbound listening line:\n%s", f.s.logs)
+				t.Fatalf("no inbound listening line:\n%s", f.s.Logs)
 			}
 			inbound, _ := strconv.Atoi(m[1])
-			admin := netip.MustParseAddrPort(f.s.admin)
+			admin := netip.MustParseAddrPort(f.s.Admin)
 			base := settle(2*time.Second, 0, f.s.fds)
 
 			refused := 0
@@ -117,8 +117,8 @@ func TestProxyRefusesItself(t *testing.T) {
 			if got := f.s.metric("nat464_loop_rejects_total", `reason="self"`); got != float64(refused) {
 				t.Errorf("rejects_total{self} = %v, want %d", got, refused)
 			}
-			if n := strings.Count(f.s.logs.String(), `level=WARN msg="proxy request refused: the destination is the sidecar itself"`); n != refused {
-				t.Errorf("%d WARN lines for the refusals, want %d:\n%s", n, refused, f.s.logs)
+			if n := strings.Count(f.s.Logs.String(), `level=WARN msg="proxy request refused: the destination is the sidecar itself"`); n != refused {
+				t.Errorf("%d WARN lines for the refusals, want %d:\n%s", n, refused, f.s.Logs)
 			}
 			if got := settle(5*time.Second, base, f.s.fds); got > base {
 				t.Errorf("%d fds open after the refusals, %d before", got, base)
