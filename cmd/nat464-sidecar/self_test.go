@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -13,23 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// socks5Hop is a no-auth greeting and a CONNECT to host:port (a literal or a name).
-func socks5Hop(host string, port uint16) []byte {
-	req := []byte{5, 1, 0, 5, 1, 0}
-	switch a, err := netip.ParseAddr(host); {
-	case err == nil && a.Is4():
-		b := a.As4()
-		req = append(append(req, 1), b[:]...)
-	case err == nil:
-		b := a.As16()
-		req = append(append(req, 4), b[:]...)
-	default:
-		req = append(append(req, 3, byte(len(host))), host...)
-	}
-	return binary.BigEndian.AppendUint16(req, port)
-}
+	"github.com/nat464/nat464-sidecar/socks/sockstest"
+)
 
 // chainSOCKS5 CONNECTs from the proxy to host:port again and again on one connection, up to
 // hops times, for as long as each hop succeeds. It returns how many succeeded and the REP of
@@ -44,7 +29,7 @@ func chainSOCKS5(t *testing.T, proxy, host string, port uint16, hops int) (int, 
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	rep := make([]byte, 12)
 	for i := range hops {
-		if _, err := c.Write(socks5Hop(host, port)); err != nil {
+		if _, err := c.Write(sockstest.Connect5(host, port)); err != nil {
 			t.Fatalf("hop %d: %v", i, err)
 		}
 		if _, err := io.ReadFull(c, rep); err != nil {
