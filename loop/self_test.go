@@ -21,6 +21,7 @@ import (
 	"github.com/nat464/nat464-sidecar/nat64"
 	"github.com/nat464/nat464-sidecar/resolver"
 	"github.com/nat464/nat464-sidecar/resolver/dnstest"
+	"github.com/nat464/nat464-sidecar/socks/sockstest"
 
 	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
@@ -33,22 +34,6 @@ var (
 	httpGatewayTimedOut = []byte("HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nGateway Timeout\n")
 	httpForbidden       = []byte("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\n\r\nForbidden\n")
 )
-
-// socks5To is a no-auth greeting and a CONNECT to host (an IPv4 or IPv6 literal, or a name).
-func socks5To(host string, port uint16) []byte {
-	req := []byte{5, 1, 0, 5, 1, 0}
-	switch a, err := netip.ParseAddr(host); {
-	case err == nil && a.Is4():
-		b := a.As4()
-		req = append(append(req, 1), b[:]...)
-	case err == nil:
-		b := a.As16()
-		req = append(append(req, 4), b[:]...)
-	default:
-		req = append(append(req, 3, byte(len(host))), host...)
-	}
-	return binary.BigEndian.AppendUint16(req, port)
-}
 
 // socks4To is a SOCKS4 CONNECT to an IPv4 literal, or SOCKS4a to a name.
 func socks4To(host string, port uint16) []byte {
@@ -168,13 +153,13 @@ func TestProxyRefusesItself(t *testing.T) {
 				want []byte
 				dest string // as logged
 			}{
-				{"socks5 proxy literal", socks5To("127.0.0.1", proxy), socks5NotAllowed, fmt.Sprintf("127.0.0.1:%d", proxy)},
-				{"socks5 proxy mapped literal", socks5To("::ffff:127.0.0.1", proxy), socks5NotAllowed, ""},
-				{"socks5 proxy name", socks5To("self.test", proxy), socks5NotAllowed, fmt.Sprintf("self.test:%d", proxy)},
-				{"socks5 inbound literal", socks5To("::1", inbound), socks5NotAllowed, fmt.Sprintf("[::1]:%d", inbound)},
-				{"socks5 inbound unspecified", socks5To("::", inbound), socks5NotAllowed, ""},
-				{"socks5 inbound name", socks5To("self6.test", inbound), socks5NotAllowed, ""},
-				{"socks5 admin literal", socks5To("127.0.0.1", admin.Port()), socks5NotAllowed, ""},
+				{"socks5 proxy literal", sockstest.Connect5("127.0.0.1", proxy), socks5NotAllowed, fmt.Sprintf("127.0.0.1:%d", proxy)},
+				{"socks5 proxy mapped literal", sockstest.Connect5("::ffff:127.0.0.1", proxy), socks5NotAllowed, ""},
+				{"socks5 proxy name", sockstest.Connect5("self.test", proxy), socks5NotAllowed, fmt.Sprintf("self.test:%d", proxy)},
+				{"socks5 inbound literal", sockstest.Connect5("::1", inbound), socks5NotAllowed, fmt.Sprintf("[::1]:%d", inbound)},
+				{"socks5 inbound unspecified", sockstest.Connect5("::", inbound), socks5NotAllowed, ""},
+				{"socks5 inbound name", sockstest.Connect5("self6.test", inbound), socks5NotAllowed, ""},
+				{"socks5 admin literal", sockstest.Connect5("127.0.0.1", admin.Port()), socks5NotAllowed, ""},
 				{"socks4 proxy", socks4To("127.0.0.1", proxy), socks4Rejected, ""},
 				{"socks4a admin name", socks4To("self.test", admin.Port()), socks4Rejected, ""},
 				{"http proxy", httpTo("127.0.0.1", proxy), httpForbidden, ""},
@@ -213,7 +198,7 @@ func TestProxyRefusesItself(t *testing.T) {
 			}
 			// The same client still reaches everything else.
 			c := dialProxy(t, fx.proxy)
-			roundTripSOCKS(t, c, socks5To(echo.Addr().String(), echo.Port()))
+			roundTripSOCKS(t, c, sockstest.Connect5(echo.Addr().String(), echo.Port()))
 		})
 	}
 }
@@ -247,7 +232,7 @@ func TestProxyDNSTimeout(t *testing.T) {
 				req  []byte
 				want []byte
 			}{
-				{"socks5", socks5To("api.test", 443), socks5HostUnreach},
+				{"socks5", sockstest.Connect5("api.test", 443), socks5HostUnreach},
 				{"socks4a", socks4To("api.test", 443), socks4Rejected},
 				{"http", httpTo("api.test", 443), httpGatewayTimedOut},
 			} {

@@ -27,25 +27,37 @@ func serveInbound(t *testing.T, e *SpliceEngine, app net.Listener, res *results)
 	return addr.String()
 }
 
-// serveApp runs handle for every connection app accepts, until the test ends.
-func serveApp(t *testing.T, handle func(*net.TCPConn)) net.Listener {
+// acceptEach listens on network ("tcp4", "tcp") at 127.0.0.1:0 and, until the test ends, calls
+// each from its accept loop for every connection, which each then owns; each must not block.
+// The cleanup closes the listener and waits for the loop.
+func acceptEach(t *testing.T, network string, each func(net.Conn)) net.Listener {
 	t.Helper()
-	app, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := net.Listen(network, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { app.Close(); wg.Wait() })
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
 		for {
-			c, err := app.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			wg.Go(func() { defer c.Close(); handle(c.(*net.TCPConn)) })
+			each(c)
 		}
 	})
-	return app
+	return ln
+}
+
+// serveApp runs handle for every connection app accepts, until the test ends.
+func serveApp(t *testing.T, handle func(*net.TCPConn)) net.Listener {
+	t.Helper()
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // after acceptEach's cleanup: no handler starts once it has run
+	return acceptEach(t, "tcp4", func(c net.Conn) {
+		wg.Go(func() { defer c.Close(); handle(c.(*net.TCPConn)) })
+	})
 }
 
 // TestInboundHangUpWithBytesInFlight is the crash of issue 11: inbound flows past the pipe pool,
@@ -256,25 +268,13 @@ func frontFor(t *testing.T, e Engine, app net.Listener, res *results) string {
 // for the goroutine engine, which serves no inbound ports itself).
 func relayVia(t *testing.T, e Engine, app net.Listener, res *results) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", app.Addr().String())
-			if err != nil {
-				c.Close()
-				continue
-			}
-			e.Relay(Flow{Client: c, Upstream: up, ClientFD: -1, UpstreamFD: -1, Done: res.done})
+	ln := acceptEach(t, "tcp", func(c net.Conn) {
+		up, err := net.Dial("tcp", app.Addr().String())
+		if err != nil {
+			c.Close()
+			return
 		}
+		e.Relay(Flow{Client: c, Upstream: up, ClientFD: -1, UpstreamFD: -1, Done: res.done})
 	})
 	return ln.Addr().String()
 }

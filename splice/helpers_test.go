@@ -45,18 +45,6 @@ func engines(t testing.TB) []engineCase {
 	return cs
 }
 
-// requireLinux skips (or fails loudly under CI=true) where the splice engine does not exist.
-func requireLinux(t testing.TB) {
-	t.Helper()
-	if runtime.GOOS == "linux" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("this test needs Linux, runs on %s with CI=true: refusing to skip", runtime.GOOS)
-	}
-	t.Skipf("needs Linux (runs on %s)", runtime.GOOS)
-}
-
 // fdCounts counts this process's open fds: all of them and the pipes among them.
 func fdCounts(t testing.TB) (all, pipes int) {
 	t.Helper()

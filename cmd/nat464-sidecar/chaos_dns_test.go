@@ -100,7 +100,7 @@ func TestChaosDNS(t *testing.T) {
 			if elapsed > chaosBound {
 				t.Errorf("reply after %v, bound %v", elapsed, chaosBound)
 			}
-			if code, body := s.get("/livez"); code != http.StatusOK {
+			if code, body := s.Get("/livez"); code != http.StatusOK {
 				t.Errorf("/livez = %d %s", code, body)
 			}
 			// The resolver's queries may outlive the request by LateReplyWindow (1s).

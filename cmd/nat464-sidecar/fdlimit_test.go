@@ -55,7 +55,7 @@ func (s *proc) until(deadline time.Time, what string, ok func() bool) {
 	s.t.Helper()
 	for !ok() {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("no %s by the deadline:\n%s", what, s.logs)
+			s.t.Fatalf("no %s by the deadline:\n%s", what, s.Logs)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -100,7 +100,7 @@ func TestFileLimit(t *testing.T) {
 	if served < 10 {
 		t.Fatalf("only %d flows served before the limit", served)
 	}
-	s.waitLog(5*time.Second, "open-file limit reached", "RLIMIT_NOFILE")
+	s.WaitLog(5*time.Second, "open-file limit reached", "RLIMIT_NOFILE")
 
 	// The proxy port, at the limit too: a client is refused or left waiting, never answered
 	// with garbage, and the process does not spin.
@@ -134,7 +134,7 @@ func TestFileLimit(t *testing.T) {
 		defer c.Close()
 		return socksConnectTo(c, app, time.Second) && echoOnce(c, []byte("socks"), time.Second)
 	})
-	if code, body := s.get("/livez"); code != http.StatusOK {
+	if code, body := s.Get("/livez"); code != http.StatusOK {
 		t.Errorf("/livez = %d %s after the limit was hit", code, body)
 	}
 
@@ -143,8 +143,8 @@ func TestFileLimit(t *testing.T) {
 		c.Close()
 	}
 	held = nil
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(10 * time.Second); code != 0 {
+	s.Signal(syscall.SIGTERM)
+	if code := s.Wait(10 * time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
 }

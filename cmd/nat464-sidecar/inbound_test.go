@@ -41,11 +41,11 @@ func TestBadInputExitsTwo(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := launch(t, tt.args...)
-			if code := s.wait(10 * time.Second); code != 2 {
-				t.Fatalf("exit code %d, want 2; output:\n%s", code, s.logs)
+			if code := s.Wait(10 * time.Second); code != 2 {
+				t.Fatalf("exit code %d, want 2; output:\n%s", code, s.Logs)
 			}
-			if !strings.Contains(s.logs.String(), tt.want) {
-				t.Errorf("message does not name %q:\n%s", tt.want, s.logs)
+			if !strings.Contains(s.Logs.String(), tt.want) {
+				t.Errorf("message does not name %q:\n%s", tt.want, s.Logs)
 			}
 		})
 	}
@@ -121,8 +121,8 @@ func TestInboundTargetRefuses(t *testing.T) {
 					t.Fatal("client not closed within 3s of the refusal")
 				}
 			}
-			s.waitLog(5*time.Second, "connect", dead)
-			code, body := s.get("/readyz")
+			s.WaitLog(5*time.Second, "connect", dead)
+			code, body := s.Get("/readyz")
 			if code != http.StatusServiceUnavailable || !strings.Contains(body, dead) {
 				t.Errorf("/readyz = %d %s, want 503 naming %s", code, body, dead)
 			}
@@ -153,9 +153,9 @@ func TestDrainOnSIGTERM(t *testing.T) {
 				done <- sum
 			}()
 			<-got // the app has started sending
-			s.signal(syscall.SIGTERM)
-			s.waitLog(5*time.Second, "draining")
-			if code, _ := s.get("/readyz"); code == http.StatusOK {
+			s.Signal(syscall.SIGTERM)
+			s.WaitLog(5*time.Second, "draining")
+			if code, _ := s.Get("/readyz"); code == http.StatusOK {
 				t.Error("/readyz still 200 while draining")
 			}
 			select {
@@ -166,7 +166,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("transfer did not finish during the drain")
 			}
-			if code := s.wait(10 * time.Second); code != 0 {
+			if code := s.Wait(10 * time.Second); code != 0 {
 				t.Errorf("exit code %d after drain, want 0", code)
 			}
 		})
@@ -190,8 +190,8 @@ func TestDrainTimeoutCuts(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(5 * time.Second); code != 0 {
+	s.Signal(syscall.SIGTERM)
+	if code := s.Wait(5 * time.Second); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))

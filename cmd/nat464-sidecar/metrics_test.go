@@ -35,7 +35,7 @@ func TestMetricsScrape(t *testing.T) {
 			t.Errorf("%s{%s} = %v, want >= 1", sel.name, sel.labels, v)
 		}
 	}
-	_, body := s.get("/metrics")
+	_, body := s.Get("/metrics")
 	for _, family := range []string{
 		"nat464_build_info", "nat464_loop_flows_active", "nat464_loop_rejects_total",
 		"nat464_splice_pipes_in_use", "nat464_splice_calls_total", "nat464_resolver_cache_misses_total",
@@ -48,7 +48,7 @@ func TestMetricsScrape(t *testing.T) {
 	if !strings.Contains(body, `nat464_nat64_prefix_info{`) {
 		t.Error("nat64 prefix info has no sample")
 	}
-	if code, _ := s.get("/debug/pprof/cmdline"); code != http.StatusOK {
+	if code, _ := s.Get("/debug/pprof/cmdline"); code != http.StatusOK {
 		t.Errorf("--pprof: /debug/pprof/cmdline = %d", code)
 	}
 }
@@ -56,11 +56,11 @@ func TestMetricsScrape(t *testing.T) {
 func TestPprofOffByDefault(t *testing.T) {
 	requireLinux(t)
 	s := startSidecar(t, "--proxy-listen", "off", "--inbound", fmt.Sprintf("[::1]:%d=127.0.0.1:9", freePort(t)))
-	if code, _ := s.get("/debug/pprof/cmdline"); code != http.StatusNotFound {
+	if code, _ := s.Get("/debug/pprof/cmdline"); code != http.StatusNotFound {
 		t.Errorf("/debug/pprof without --pprof = %d, want 404", code)
 	}
 	for _, p := range []string{"/livez", "/healthz", "/startupz"} {
-		if code, body := s.get(p); code != http.StatusOK {
+		if code, body := s.Get(p); code != http.StatusOK {
 			t.Errorf("%s = %d %s", p, code, body)
 		}
 	}

@@ -61,10 +61,10 @@ func TestGOMAXPROCSInBinary(t *testing.T) {
 	started := regexp.MustCompile(`cpus=(\d+) relay_loops=(\d+) proxy_loops=(\d+) gomaxprocs=(\d+)`)
 	plan := func(s *proc) (cpus, relay, proxy, procs int) {
 		t.Helper()
-		s.waitLog(5*time.Second, "gomaxprocs=")
-		m := started.FindStringSubmatch(s.logs.String())
+		s.WaitLog(5*time.Second, "gomaxprocs=")
+		m := started.FindStringSubmatch(s.Logs.String())
 		if m == nil {
-			t.Fatalf("no loop plan in the started line:\n%s", s.logs)
+			t.Fatalf("no loop plan in the started line:\n%s", s.Logs)
 		}
 		n := make([]int, 4)
 		for i := range n {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -13,23 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// socks5Hop is a no-auth greeting and a CONNECT to host:port (a literal or a name).
-func socks5Hop(host string, port uint16) []byte {
-	req := []byte{5, 1, 0, 5, 1, 0}
-	switch a, err := netip.ParseAddr(host); {
-	case err == nil && a.Is4():
-		b := a.As4()
-		req = append(append(req, 1), b[:]...)
-	case err == nil:
-		b := a.As16()
-		req = append(append(req, 4), b[:]...)
-	default:
-		req = append(append(req, 3, byte(len(host))), host...)
-	}
-	return binary.BigEndian.AppendUint16(req, port)
-}
+	"github.com/nat464/nat464-sidecar/socks/sockstest"
+)
 
 // chainSOCKS5 CONNECTs from the proxy to host:port again and again on one connection, up to
 // hops times, for as long as each hop succeeds. It returns how many succeeded and the REP of
@@ -44,7 +29,7 @@ func chainSOCKS5(t *testing.T, proxy, host string, port uint16, hops int) (int, 
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	rep := make([]byte, 12)
 	for i := range hops {
-		if _, err := c.Write(socks5Hop(host, port)); err != nil {
+		if _, err := c.Write(sockstest.Connect5(host, port)); err != nil {
 			t.Fatalf("hop %d: %v", i, err)
 		}
 		if _, err := io.ReadFull(c, rep); err != nil {
@@ -69,12 +54,12 @@ func TestProxyRefusesItself(t *testing.T) {
 		t.Run(eng, func(t *testing.T) {
 			f := newProxyFixture(t, eng)
 			ap := netip.MustParseAddrPort(f.proxyAddr)
-			m := regexp.MustCompile(`msg="inbound listening" listen=\[::1\]:(\d+)`).FindStringSubmatch(f.s.logs.String())
+			m := regexp.MustCompile(`msg="inbound listening" listen=\[::1\]:(\d+)`).FindStringSubmatch(f.s.Logs.String())
 			if m == nil {
-				t.Fatalf("no inbound listening line:\n%s", f.s.logs)
+				t.Fatalf("no inbound listening line:\n%s", f.s.Logs)
 			}
 			inbound, _ := strconv.Atoi(m[1])
-			admin := netip.MustParseAddrPort(f.s.admin)
+			admin := netip.MustParseAddrPort(f.s.Admin)
 			base := settle(2*time.Second, 0, f.s.fds)
 
 			refused := 0
@@ -117,8 +102,8 @@ func TestProxyRefusesItself(t *testing.T) {
 			if got := f.s.metric("nat464_loop_rejects_total", `reason="self"`); got != float64(refused) {
 				t.Errorf("rejects_total{self} = %v, want %d", got, refused)
 			}
-			if n := strings.Count(f.s.logs.String(), `level=WARN msg="proxy request refused: the destination is the sidecar itself"`); n != refused {
-				t.Errorf("%d WARN lines for the refusals, want %d:\n%s", n, refused, f.s.logs)
+			if n := strings.Count(f.s.Logs.String(), `level=WARN msg="proxy request refused: the destination is the sidecar itself"`); n != refused {
+				t.Errorf("%d WARN lines for the refusals, want %d:\n%s", n, refused, f.s.Logs)
 			}
 			if got := settle(5*time.Second, base, f.s.fds); got > base {
 				t.Errorf("%d fds open after the refusals, %d before", got, base)

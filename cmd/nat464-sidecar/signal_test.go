@@ -27,11 +27,11 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	if _, err := c.Read(make([]byte, 256)); err != nil {
 		t.Fatal(err)
 	}
-	s.signal(syscall.SIGTERM)
-	s.waitLog(5*time.Second, "draining")
+	s.Signal(syscall.SIGTERM)
+	s.WaitLog(5*time.Second, "draining")
 	start := time.Now()
-	s.signal(syscall.SIGINT)
-	if code := s.wait(5 * time.Second); code != 1 {
+	s.Signal(syscall.SIGINT)
+	if code := s.Wait(5 * time.Second); code != 1 {
 		t.Errorf("exit code %d after a second signal, want 1", code)
 	}
 	if el := time.Since(start); el > 3*time.Second {
@@ -55,23 +55,23 @@ func TestAuthFileReloadOnSIGHUP(t *testing.T) {
 		t.Fatal("initial credentials refused")
 	}
 	os.WriteFile(auth, []byte("alice:two\n"), 0o600)
-	f.s.signal(syscall.SIGHUP)
-	f.s.waitLog(5*time.Second, "reloaded")
+	f.s.Signal(syscall.SIGHUP)
+	f.s.WaitLog(5*time.Second, "reloaded")
 	if ok("alice:one") || !ok("alice:two") {
 		t.Error("after SIGHUP the new file does not rule")
 	}
 	os.WriteFile(auth, []byte("no colon here\n"), 0o600)
-	f.s.signal(syscall.SIGHUP)
-	f.s.waitLog(5*time.Second, "keeping the previous credentials")
+	f.s.Signal(syscall.SIGHUP)
+	f.s.WaitLog(5*time.Second, "keeping the previous credentials")
 	if !ok("alice:two") {
 		t.Error("a broken file on reload dropped the working credentials")
 	}
 
 	bad := launch(t, "--proxy-auth-file", auth, "--admin-listen", "[::1]:0", "--inbound", fmt.Sprintf("[::1]:%d=127.0.0.1:9", freePort(t)))
-	if code := bad.wait(10 * time.Second); code != 2 {
+	if code := bad.Wait(10 * time.Second); code != 2 {
 		t.Fatalf("malformed auth file: exit %d, want 2", code)
 	}
-	if !strings.Contains(bad.logs.String(), "line 1") {
-		t.Errorf("message does not name the line:\n%s", bad.logs)
+	if !strings.Contains(bad.Logs.String(), "line 1") {
+		t.Errorf("message does not name the line:\n%s", bad.Logs)
 	}
 }

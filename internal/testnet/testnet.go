@@ -1,6 +1,7 @@
 // Package testnet holds the fixtures the module's tests share: free ports, an echo server, a
-// listener whose connects never complete, and a buffer for a child process's output. Only tests
-// import it.
+// listener whose connects never complete, a buffer for a child process's output, and the harness
+// of the tests that drive the real binary (building it, running it, its admin endpoints). Only
+// tests import it.
 package testnet
 
 import (

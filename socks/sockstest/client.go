@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/nat464/nat464-sidecar/socks"
@@ -73,6 +74,23 @@ func (cl *Client) SOCKS5(ctx context.Context, c net.Conn, dest socks.Addr) (sock
 		return reply{rep, bnd}, n, err
 	})
 	return r.rep, r.bnd, err
+}
+
+// Connect5 is what a SOCKS5 client offering no authentication writes in one piece to CONNECT
+// to host:port without waiting for the method selection: the greeting, then the request. host
+// is an IP literal (an IPv4-mapped one travels as ATYP 04, as sent) or a name. It panics on a
+// name longer than socks.MaxHostLen.
+func Connect5(host string, port uint16) []byte {
+	dest := socks.Addr{Host: host, Port: port}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		dest = socks.Addr{IP: ip, Port: port}
+	}
+	b, err := socks.AppendRequest(socks.AppendGreeting(nil, socks.MethodNoAuth),
+		socks.Request{Command: socks.CmdConnect, Dest: dest})
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func (cl *Client) authenticate(c net.Conn) error {

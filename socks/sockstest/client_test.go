@@ -1,6 +1,7 @@
 package sockstest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -261,6 +262,23 @@ func TestClient(t *testing.T) {
 	}
 	if after := countFDs(); after > fds {
 		t.Errorf("fd leak: %d before, %d after", fds, after)
+	}
+}
+
+// TestConnect5 pins the bytes, which the tests of the sidecar's self-refusal send as is.
+func TestConnect5(t *testing.T) {
+	for _, tt := range []struct {
+		host string
+		want []byte
+	}{
+		{"127.0.0.1", []byte{5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90}},
+		{"::ffff:127.0.0.1", []byte{5, 1, 0, 5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1, 0x1f, 0x90}},
+		{"::1", []byte{5, 1, 0, 5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x1f, 0x90}},
+		{"app.test", append([]byte{5, 1, 0, 5, 1, 0, 3, 8}, "app.test\x1f\x90"...)},
+	} {
+		if got := Connect5(tt.host, 8080); !bytes.Equal(got, tt.want) {
+			t.Errorf("Connect5(%q, 8080) = % x, want % x", tt.host, got, tt.want)
+		}
 	}
 }
 

@@ -190,7 +190,7 @@ func TestGarbage(t *testing.T) {
 			warmUp(t, f)
 			base := f.s.settle(2*time.Second, func(u usage) bool { return u.goroutines > 0 })
 			for _, port := range []struct{ name, network, addr string }{
-				{"inbound", "tcp6", f.inAddr()}, {"proxy", "tcp4", f.proxy}, {"admin", "tcp6", f.s.admin},
+				{"inbound", "tcp6", f.inAddr()}, {"proxy", "tcp4", f.proxy}, {"admin", "tcp6", f.s.Admin},
 			} {
 				t.Run(port.name, func(t *testing.T) {
 					garbagePort(t, f, eng, port.name, port.network, port.addr, base)
@@ -267,7 +267,7 @@ func serving(t *testing.T, f *fixture) {
 			t.Errorf("not serving: %v", err)
 		}
 	}
-	if code, body := f.s.get("/livez"); code != http.StatusOK {
+	if code, body := f.s.Get("/livez"); code != http.StatusOK {
 		t.Errorf("/livez = %d %s", code, body)
 	}
 }

@@ -97,7 +97,7 @@ func TestOpenFileLimit(t *testing.T) {
 			close(release)
 			wg.Wait()
 			f.s.mustBeAlive(t, "at the open-file limit")
-			f.s.waitLog(5*time.Second, "open-file limit reached")
+			f.s.WaitLog(5*time.Second, "open-file limit reached")
 			// Full service once the clients have left: the proxy's event loops, stopped by EMFILE,
 			// are started again within their back-off (at most 5 s), then every port serves.
 			left := time.Now()
@@ -146,7 +146,7 @@ func probeLivez(s *sidecar) (stop func() (ok, bad int)) {
 	go func() {
 		defer close(done)
 		for {
-			if code, _ := s.get("/livez"); code == http.StatusOK {
+			if code, _ := s.Get("/livez"); code == http.StatusOK {
 				ok++
 			} else {
 				bad++
@@ -222,11 +222,11 @@ func TestSIGTERM(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			sm := f.s.sampleEvery(100 * time.Millisecond)
-			f.s.signal(syscall.SIGTERM)
+			f.s.Signal(syscall.SIGTERM)
 			sigAt.Store(time.Now())
 			var readyAfter time.Duration
 			for {
-				if code, _ := f.s.get("/readyz"); code == http.StatusServiceUnavailable {
+				if code, _ := f.s.Get("/readyz"); code == http.StatusServiceUnavailable {
 					readyAfter = time.Since(sigAt.Load().(time.Time))
 					break
 				}
@@ -238,7 +238,7 @@ func TestSIGTERM(t *testing.T) {
 			refused := refusedAfterSIGTERM(f)
 			wg.Wait()
 			peak, _ := sm.end()
-			code := f.s.wait(drain + 10*time.Second)
+			code := f.s.Wait(drain + 10*time.Second)
 			took := time.Since(sigAt.Load().(time.Time))
 			t.Logf("%s: /readyz 503 %v after SIGTERM; new connections refused: %s; in-flight flows: %s; longer than the drain: %s; exit %d %v after SIGTERM; peak %s",
 				eng, readyAfter.Round(time.Microsecond), refused, &short, &long, code, took.Round(time.Millisecond), peak)

@@ -68,7 +68,7 @@ func TestPipePoolOverload(t *testing.T) {
 				t.Run(fmt.Sprintf("%d-in-flight", n), func(t *testing.T) {
 					pressure(t, f, eng, n, hold, base)
 				})
-				if !f.s.alive() {
+				if !f.s.Alive() {
 					break
 				}
 			}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
 // usage is one sample of the sidecar's resources.
@@ -32,7 +34,7 @@ func (u usage) max(v usage) usage {
 
 // fds counts the process's open file descriptors (-1 once it has gone).
 func (s *sidecar) fds() int {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid))
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.Cmd.Process.Pid))
 	if err != nil {
 		return -1
 	}
@@ -41,7 +43,7 @@ func (s *sidecar) fds() int {
 
 // rssKiB reads VmRSS from /proc/PID/status.
 func (s *sidecar) rssKiB() int {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.Cmd.Process.Pid))
 	if err != nil {
 		return -1
 	}
@@ -59,25 +61,11 @@ func (s *sidecar) rssKiB() int {
 // metric returns the sum of the samples of a metric family whose labels contain sel, and
 // whether /metrics answered.
 func (s *sidecar) metric(name, sel string) (float64, bool) {
-	code, body := s.get("/metrics")
+	code, body := s.Get("/metrics")
 	if code != http.StatusOK {
 		return 0, false
 	}
-	var sum float64
-	for _, line := range strings.Split(body, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
-			continue
-		}
-		if sel != "" && !strings.Contains(rest, sel) {
-			continue
-		}
-		f := strings.Fields(rest)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum, true
+	return testnet.SumMetric(body, name, sel), true
 }
 
 // goroutines reads go_goroutines from /metrics (0 when it did not answer).

@@ -81,7 +81,7 @@ func TestSoak(t *testing.T) {
 			go func() { time.Sleep(handshakeTimeout + time.Second); c.Close() }()
 		}
 	})
-	ports := [][2]string{{"tcp6", f.inAddr()}, {"tcp4", f.proxy}, {"tcp6", f.s.admin}}
+	ports := [][2]string{{"tcp6", f.inAddr()}, {"tcp4", f.proxy}, {"tcp6", f.s.Admin}}
 	loop(20*time.Millisecond, func(r *rand.Rand) { // garbage to a random port
 		p := ports[r.IntN(len(ports))]
 		if c, err := net.Dial(p[0], p[1]); err == nil {
