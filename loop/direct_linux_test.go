@@ -4,7 +4,6 @@ package loop
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -59,31 +58,6 @@ func (d *directDialer) counts() (races int, outcomes []error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.races, append([]error(nil), d.outcomes...)
-}
-
-// socks5Request is a no-auth greeting and a CONNECT to host:port (an IPv4 literal or a name),
-// followed by early bytes.
-func socks5Request(host string, port uint16, early string) []byte {
-	req := []byte{5, 1, 0, 5, 1, 0}
-	if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
-		a4 := a.As4()
-		req = append(append(req, 1), a4[:]...)
-	} else {
-		req = append(append(req, 3, byte(len(host))), host...)
-	}
-	return append(binary.BigEndian.AppendUint16(req, port), early...)
-}
-
-// waitIdle waits until every flow slot is back, failing after a generous bound.
-func waitIdle(t *testing.T, l *Limiter) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for l.Active() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d flow slots still taken", l.Active())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestProxyDirectConnect: with a DirectDialer, the gnet front end leaves the connect of an IP

@@ -26,12 +26,12 @@ type gnetFrontend struct {
 	gnet.BuiltinEventEngine
 	cfg   Config
 	proxy netip.AddrPort // zero when the proxy is off
-	// direct is the engine serving the inbound mappings itself (accept, connect and relay on
+	// eng is the engine; it serves the inbound mappings itself (accept, connect and relay on
 	// one splice loop, so a connection never changes thread); gnet runs the proxy port only.
-	direct inboundServer
+	eng *splice.SpliceEngine
 
-	engMu    sync.Mutex
-	eng      gnet.Engine // the running gnet engine (serve may start another)
+	gnetMu   sync.Mutex
+	gnet     gnet.Engine // the running gnet engine (serve may start another)
 	booted   chan struct{}
 	bootOnce sync.Once
 	stopped  chan error
@@ -50,8 +50,8 @@ type gnetFrontend struct {
 	shutdown atomic.Bool
 }
 
-func newGnet(cfg Config) (Frontend, error) {
-	f := &gnetFrontend{cfg: cfg, booted: make(chan struct{}), stopped: make(chan error, 1), quit: make(chan struct{}),
+func newGnet(cfg Config, eng *splice.SpliceEngine) (Frontend, error) {
+	f := &gnetFrontend{cfg: cfg, eng: eng, booted: make(chan struct{}), stopped: make(chan error, 1), quit: make(chan struct{}),
 		pending: map[gnet.Conn]time.Time{}}
 	if cfg.ProxyListen != "" {
 		ap, err := netip.ParseAddrPort(cfg.ProxyListen)
@@ -60,21 +60,8 @@ func newGnet(cfg Config) (Frontend, error) {
 		}
 		f.proxy = ap
 	}
-	direct, ok := cfg.Engine.(inboundServer)
-	if !ok {
-		return nil, fmt.Errorf("loop: the gnet front end needs an engine that serves inbound listeners, not %q", cfg.Engine.Name())
-	}
-	f.direct = direct
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	return f, nil
-}
-
-// inboundServer is an engine that accepts inbound connections on its own relay loops
-// (splice.SpliceEngine), so a connection never changes thread between accept and relay.
-type inboundServer interface {
-	ServeInbound(splice.Inbound) (net.Addr, error)
-	StopInbound()
-	Ping(ctx context.Context) error
 }
 
 func gnetAddr(ap netip.AddrPort) string {
@@ -98,7 +85,7 @@ func (f *gnetFrontend) Start() error {
 	if len(f.cfg.Inbound) == 0 && !f.proxy.IsValid() {
 		return errors.New("loop: nothing to listen on")
 	}
-	if err := f.serveDirect(); err != nil {
+	if err := f.serveInbound(); err != nil {
 		return err
 	}
 	aps := f.addrs()
@@ -114,7 +101,7 @@ func (f *gnetFrontend) Start() error {
 		// Port 0 is resolved here, once: every loop's SO_REUSEPORT listener must share it.
 		bound, err := probeBind(ap)
 		if err != nil {
-			f.stopDirect()
+			f.eng.StopInbound()
 			return err
 		}
 		addrs = append(addrs, gnetAddr(bound))
@@ -126,7 +113,7 @@ func (f *gnetFrontend) Start() error {
 		f.cfg.addOwn(f.bound)
 		return nil
 	case err := <-f.stopped:
-		f.stopDirect()
+		f.eng.StopInbound()
 		return fmt.Errorf("loop: listen on %v: %w", aps, err)
 	}
 }
@@ -178,23 +165,20 @@ func (f *gnetFrontend) serve(addrs []string, loops int) {
 	}
 }
 
-// serveDirect hands every inbound mapping to the engine. The port is probed first without
+// serveInbound hands every inbound mapping to the engine. The port is probed first without
 // SO_REUSEPORT, so that one held by another process is reported as in use.
-func (f *gnetFrontend) serveDirect() error {
+func (f *gnetFrontend) serveInbound() error {
 	for _, m := range f.cfg.Inbound {
 		if _, err := probeBind(m.Listen); err != nil {
-			f.stopDirect()
+			f.eng.StopInbound()
 			return err
 		}
-		target := m.Target.String()
-		addr, err := f.direct.ServeInbound(splice.Inbound{
-			Listen: m.Listen, Target: m.Target, Kind: "inbound", ConnectTimeout: f.cfg.dialTimeout(),
-			Admit:       f.admitInbound,
-			Done:        flowDone(&f.cfg, "inbound", target, f.cfg.Limit.Release),
-			AcceptError: func(err error) { logAcceptError(f.cfg.log(), m.Listen.String(), err) },
+		addr, err := f.eng.ServeInbound(splice.Inbound{
+			Listen: m.Listen, Target: m.Target, ConnectTimeout: f.cfg.dialTimeout(),
+			Front: &inboundPort{f: f, listen: m.Listen.String(), target: m.Target.String()},
 		})
 		if err != nil {
-			f.stopDirect()
+			f.eng.StopInbound()
 			return fmt.Errorf("loop: cannot listen on %s: %w", m.Listen, err)
 		}
 		f.bound = append(f.bound, addr)
@@ -202,22 +186,24 @@ func (f *gnetFrontend) serveDirect() error {
 	return nil
 }
 
-func (f *gnetFrontend) stopDirect() { f.direct.StopInbound() }
-
-// admitInbound takes a flow slot for a connection the engine accepted.
-func (f *gnetFrontend) admitInbound() bool {
-	if f.shutdown.Load() {
-		f.cfg.Metrics.reject(RejectDraining)
-		return false
-	}
-	if !f.cfg.Limit.Acquire() {
-		f.cfg.Metrics.reject(RejectMaxConns)
-		warnFull(f.cfg.log(), f.cfg.Limit)
-		return false
-	}
-	f.cfg.Metrics.flowStarted("inbound", f.cfg.Engine.Name())
-	return true
+// inboundPort is the front end of one inbound mapping, as the engine's loops that accept it see
+// it (splice.Admitter).
+type inboundPort struct {
+	f              *gnetFrontend
+	listen, target string
 }
+
+// Admit gives an accepted connection its owner, or refuses it (nil).
+func (p *inboundPort) Admit() splice.Owner {
+	o := admit(&p.f.cfg, kindInbound, p.f.shutdown.Load())
+	if o == nil {
+		return nil // not a nil *owner in an interface
+	}
+	o.target = p.target
+	return o
+}
+
+func (p *inboundPort) AcceptFailed(err error) { logAcceptError(p.f.cfg.log(), p.listen, err) }
 
 // probeBind reports a port that cannot be bound, naming it, and otherwise returns ap with the
 // port the kernel chose when ap's is 0. SO_REUSEPORT sockets of the same user would not
@@ -238,9 +224,9 @@ func probeBind(ap netip.AddrPort) (netip.AddrPort, error) {
 func (f *gnetFrontend) Listeners() []net.Addr { return f.bound }
 
 func (f *gnetFrontend) OnBoot(eng gnet.Engine) gnet.Action {
-	f.engMu.Lock()
-	f.eng = eng
-	f.engMu.Unlock()
+	f.gnetMu.Lock()
+	f.gnet = eng
+	f.gnetMu.Unlock()
 	f.exited.Store(false)
 	f.bootOnce.Do(func() { close(f.booted) })
 	if f.shutdown.Load() { // Shutdown ran while serve was starting gnet again
@@ -251,18 +237,12 @@ func (f *gnetFrontend) OnBoot(eng gnet.Engine) gnet.Action {
 
 func (f *gnetFrontend) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	f.loops.LoadOrStore(c.EventLoop(), struct{}{})
-	if f.shutdown.Load() {
-		f.cfg.Metrics.reject(RejectDraining)
-		return nil, gnet.Close
-	}
 	// gnet listens on the proxy port only: every connection starts a handshake.
-	if !f.cfg.Limit.Acquire() {
-		f.cfg.Metrics.reject(RejectMaxConns)
-		warnFull(f.cfg.log(), f.cfg.Limit)
+	o := admit(&f.cfg, kindOutbound, f.shutdown.Load())
+	if o == nil {
 		return nil, gnet.Close
 	}
-	s := newSession(&f.cfg)
-	c.SetContext(s)
+	c.SetContext(newSession(&f.cfg, o))
 	f.mu.Lock()
 	f.pending[c] = time.Now().Add(f.cfg.handshakeTimeout())
 	f.mu.Unlock()
@@ -283,7 +263,7 @@ func (f *gnetFrontend) OnTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Write(out)
 	}
 	if err != nil {
-		return gnet.Close // OnClose releases the slot; gnet flushes out before closing
+		return gnet.Close // OnClose ends the owner; gnet flushes out before closing
 	}
 	if req == nil {
 		if c.InboundBuffered() > f.cfg.maxHandshakeBytes() {
@@ -291,6 +271,9 @@ func (f *gnetFrontend) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 		return gnet.None
+	}
+	if !f.forget(c) {
+		return gnet.Close // the timeout sweep cut it just now
 	}
 	fd, derr := c.Dup()
 	if derr != nil {
@@ -302,28 +285,30 @@ func (f *gnetFrontend) OnTraffic(c gnet.Conn) gnet.Action {
 		b, _ := c.Next(rest)
 		early = append([]byte(nil), b...)
 	}
-	s.handedOff = true
-	f.forget(c)
-	if f.relayDirect(fd, req, early) {
+	o := s.o
+	s.o = nil // the owner leaves with the dup; OnClose has nothing left to end
+	o.request(req)
+	if f.connectLiteral(o, fd, early) {
 		return gnet.Close
 	}
 	f.dials.wg.Add(1)
 	go func() {
 		defer f.dials.wg.Done()
-		f.dialAndRelay(fd, req, early)
+		f.dialAndRelay(o, fd, early)
 	}()
 	return gnet.Close
 }
 
-// relayDirect serves a request for an IP literal without the Happy Eyeballs race (a literal
+// connectLiteral serves a request for an IP literal without the Happy Eyeballs race (a literal
 // has one candidate, eyeballs.Dialer.Direct plans it) and without a dial goroutine: the connect
 // starts here, non-blocking. When it has finished at once (loopback and other local
 // destinations), the reply goes out now and the engine gets an established pair: the client
 // hears back without waiting for a relay loop to wake up (-13% SOCKS5 p50 latency). Otherwise
-// the engine waits for the connect and answers from its loop (Flow.OnConnect). Compared with
-// dialing on a goroutine this saved a third of the CPU a proxied connection cost. It reports
-// false for requests that need the race (names).
-func (f *gnetFrontend) relayDirect(fd int, req *request, early []byte) bool {
+// the engine waits for the connect and tells the owner (splice.Owner.Connected), which gives
+// the failure reply. Compared with dialing on a goroutine this saved a third of the CPU a
+// proxied connection cost. It reports false for requests that need the race (names).
+func (f *gnetFrontend) connectLiteral(o *owner, fd int, early []byte) bool {
+	req := o.req
 	dd, ok := f.cfg.dialer().(DirectDialer)
 	if !ok || req.dest.IsName() {
 		return false
@@ -332,70 +317,62 @@ func (f *gnetFrontend) relayDirect(fd int, req *request, early []byte) bool {
 	if !ok {
 		return false
 	}
-	if err != nil {
-		done = func(error) {} // Direct counted the refusal itself
-	}
-	d := &directFlow{cfg: &f.cfg, req: req, done: done}
+	o.attempt = done // nil when Direct refused the literal: it counted that itself
 	ufd, pending := -1, false
 	if err == nil {
 		ufd, pending, err = splice.Connect(target)
 	}
+	flow := splice.Flow{ClientFD: fd, UpstreamFD: ufd, ToClient: req.successReply(), ToUpstream: early,
+		Target: o.target, Owner: o}
 	switch {
 	case err != nil: // refused by policy, or the connect failed at once
-		d.report(err)
-		writeAndClose(fd, req.failureReply(err))
-		f.cfg.Limit.Release()
+		writeAndClose(fd, o.Connected(err))
+		o.close()
+		return true
 	case pending:
-		_ = f.cfg.Engine.Relay(splice.Flow{
-			ClientFD: fd, UpstreamFD: ufd, UpstreamConnecting: true, ConnectTimeout: f.cfg.dialTimeout(),
-			ToClient: req.successReply(), ToUpstream: early, OnConnect: d.onConnect,
-			Kind: "outbound", Target: req.String(), Done: d.finished,
-		})
+		flow.UpstreamConnecting, flow.ConnectTimeout = true, f.cfg.dialTimeout()
 	default:
-		d.onConnect(nil)
-		reply := req.successReply()
-		if n, err := unix.Write(fd, reply); err == nil {
-			reply = reply[n:] // a fresh socket takes a reply this small whole
+		o.Connected(nil)
+		if n, err := unix.Write(fd, flow.ToClient); err == nil {
+			flow.ToClient = flow.ToClient[n:] // a fresh socket takes a reply this small whole
 		}
-		_ = f.cfg.Engine.Relay(splice.Flow{
-			ClientFD: fd, UpstreamFD: ufd, ToClient: reply, ToUpstream: early,
-			Kind: "outbound", Target: req.String(), Done: d.finished,
-		})
 	}
+	_ = f.eng.Relay(flow)
 	return true
 }
 
 // dialAndRelay runs off the event loop: it dials the destination, then gives the pair to the
 // engine with the success reply and the client's early bytes, or answers the failure and closes.
-func (f *gnetFrontend) dialAndRelay(fd int, req *request, early []byte) {
-	up, err := dial(f.ctx, &f.cfg, req)
-	if err != nil {
-		writeAndClose(fd, req.failureReply(err))
-		f.cfg.Limit.Release()
+func (f *gnetFrontend) dialAndRelay(o *owner, fd int, early []byte) {
+	up, err := dial(f.ctx, &f.cfg, o.req)
+	if reply := o.Connected(err); err != nil {
+		writeAndClose(fd, reply)
+		o.close()
 		return
 	}
-	f.cfg.Metrics.flowStarted("outbound", f.cfg.Engine.Name())
-	target := req.String()
-	_ = f.cfg.Engine.Relay(splice.Flow{
-		ClientFD: fd, UpstreamFD: -1, Upstream: up, ToClient: req.successReply(), ToUpstream: early,
-		Kind: "outbound", Target: target, Done: flowDone(&f.cfg, "outbound", target, f.cfg.Limit.Release),
+	_ = f.eng.Relay(splice.Flow{
+		ClientFD: fd, UpstreamFD: -1, Upstream: up, ToClient: o.req.successReply(), ToUpstream: early,
+		Target: o.target, Owner: o,
 	})
 }
 
 func (f *gnetFrontend) OnClose(c gnet.Conn, _ error) gnet.Action {
 	s, ok := c.Context().(*session)
-	if !ok || s.handedOff {
+	if !ok || s.o == nil {
 		return gnet.None
 	}
 	f.forget(c)
-	f.cfg.Limit.Release()
+	s.o.close()
 	return gnet.None
 }
 
-func (f *gnetFrontend) forget(c gnet.Conn) {
+// forget drops c from the handshake deadlines; false means the timeout sweep took it first.
+func (f *gnetFrontend) forget(c gnet.Conn) bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.pending[c]
 	delete(f.pending, c)
-	f.mu.Unlock()
+	return ok
 }
 
 // OnTick closes handshakes past their deadline. gnet has no per-connection deadlines.
@@ -423,7 +400,7 @@ func (f *gnetFrontend) Ping(ctx context.Context) error {
 	if f.exited.Load() && !f.shutdown.Load() && len(f.addrs()) > 0 {
 		return ErrRestarting
 	}
-	errs := []error{f.direct.Ping(ctx)}
+	errs := []error{f.eng.Ping(ctx)}
 	f.loops.Range(func(k, _ any) bool {
 		el := k.(gnet.EventLoop)
 		done := make(chan struct{})
@@ -446,15 +423,15 @@ func (f *gnetFrontend) Shutdown(ctx context.Context) error {
 	if f.shutdown.Swap(true) {
 		return nil
 	}
-	f.stopDirect()
+	f.eng.StopInbound()
 	close(f.quit)
 	var stopErr error
 	select {
 	case <-f.booted:
 		if len(f.addrs()) > 0 {
-			f.engMu.Lock()
-			eng := f.eng
-			f.engMu.Unlock()
+			f.gnetMu.Lock()
+			eng := f.gnet
+			f.gnetMu.Unlock()
 			if !f.exited.Load() {
 				stopErr = eng.Stop(ctx)
 			}

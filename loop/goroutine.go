@@ -18,6 +18,7 @@ import (
 // per connection until its flow is handed to the engine.
 type goroutineFrontend struct {
 	cfg       Config
+	eng       *splice.GoroutineEngine
 	listeners []net.Listener
 	conns     tracker // accept loops, handshakes and dials
 	ctx       context.Context
@@ -28,8 +29,8 @@ type goroutineFrontend struct {
 	pending map[net.Conn]struct{} // connections not yet handed to the engine
 }
 
-func newGoroutine(cfg Config) *goroutineFrontend {
-	f := &goroutineFrontend{cfg: cfg, pending: map[net.Conn]struct{}{}}
+func newGoroutine(cfg Config, eng *splice.GoroutineEngine) *goroutineFrontend {
+	f := &goroutineFrontend{cfg: cfg, eng: eng, pending: map[net.Conn]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	return f
 }
@@ -68,13 +69,14 @@ func (f *goroutineFrontend) Start() error {
 		f.listeners = append(f.listeners, ln)
 	}
 	for i, ln := range f.listeners {
-		handle := f.proxyConn
+		handle, kind := f.proxyConn, kindOutbound
 		if i < len(f.cfg.Inbound) {
 			m := f.cfg.Inbound[i]
-			handle = func(c net.Conn) { f.inbound(c, m) }
+			handle = func(c net.Conn, o *owner) { f.inbound(c, o, m) }
+			kind = kindInbound
 		}
 		f.conns.wg.Add(1)
-		go f.acceptLoop(ln, handle)
+		go f.acceptLoop(ln, kind, handle)
 	}
 	f.cfg.addOwn(f.Listeners())
 	return nil
@@ -94,7 +96,7 @@ func (f *goroutineFrontend) Listeners() []net.Addr {
 	return out
 }
 
-func (f *goroutineFrontend) acceptLoop(ln net.Listener, handle func(net.Conn)) {
+func (f *goroutineFrontend) acceptLoop(ln net.Listener, kind string, handle func(net.Conn, *owner)) {
 	defer f.conns.wg.Done()
 	var backoff time.Duration
 	for {
@@ -110,14 +112,8 @@ func (f *goroutineFrontend) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 			continue
 		}
 		backoff = 0
-		if f.shutdown.Load() {
-			f.cfg.Metrics.reject(RejectDraining)
-			c.Close()
-			continue
-		}
-		if !f.cfg.Limit.Acquire() {
-			f.cfg.Metrics.reject(RejectMaxConns)
-			warnFull(f.cfg.log(), f.cfg.Limit)
+		o := admit(&f.cfg, kind, f.shutdown.Load())
+		if o == nil {
 			c.Close()
 			continue
 		}
@@ -125,7 +121,7 @@ func (f *goroutineFrontend) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 		f.conns.wg.Add(1)
 		go func() {
 			defer f.conns.wg.Done()
-			handle(c)
+			handle(c, o)
 		}()
 	}
 }
@@ -142,30 +138,27 @@ func (f *goroutineFrontend) untrack(c net.Conn) {
 	f.mu.Unlock()
 }
 
-func (f *goroutineFrontend) inbound(c net.Conn, m config.Mapping) {
+func (f *goroutineFrontend) inbound(c net.Conn, o *owner, m config.Mapping) {
 	defer f.untrack(c)
-	target := m.Target.String()
+	o.target = m.Target.String()
 	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.dialTimeout())
 	defer cancel()
 	var d net.Dialer
-	up, err := d.DialContext(ctx, "tcp", target)
+	up, err := d.DialContext(ctx, "tcp", o.target)
+	o.Connected(err)
 	if err != nil {
-		c.Close()
-		f.cfg.Limit.Release()
-		f.cfg.Metrics.connectFailed("inbound")
-		f.cfg.log().Warn("connect to app failed", "target", target, "err", fdErr(err))
+		abort(c) // as the splice engine does: the client sees what a closed port would send
+		o.close()
 		return
 	}
 	f.untrack(c)
-	f.cfg.Metrics.flowStarted("inbound", f.cfg.Engine.Name())
-	_ = f.cfg.Engine.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up,
-		Kind: "inbound", Target: target, Done: flowDone(&f.cfg, "inbound", target, f.cfg.Limit.Release)})
+	_ = f.eng.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up, Target: o.target, Owner: o})
 }
 
 // proxyConn runs one proxy handshake with a read deadline, then dials and hands off.
-func (f *goroutineFrontend) proxyConn(c net.Conn) {
+func (f *goroutineFrontend) proxyConn(c net.Conn, o *owner) {
 	defer f.untrack(c)
-	s := newSession(&f.cfg)
+	s := newSession(&f.cfg, o)
 	_ = c.SetReadDeadline(time.Now().Add(f.cfg.handshakeTimeout()))
 	buf := make([]byte, 0, 512)
 	var req *request
@@ -200,24 +193,30 @@ func (f *goroutineFrontend) proxyConn(c net.Conn) {
 	}
 	if req == nil {
 		c.Close()
-		f.cfg.Limit.Release()
+		o.close()
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	early := append([]byte(nil), buf...)
+	o.request(req)
 	up, err := dial(f.ctx, &f.cfg, req)
-	if err != nil {
-		_, _ = c.Write(req.failureReply(err))
+	if reply := o.Connected(err); err != nil {
+		_, _ = c.Write(reply)
 		c.Close()
-		f.cfg.Limit.Release()
+		o.close()
 		return
 	}
 	f.untrack(c)
-	f.cfg.Metrics.flowStarted("outbound", f.cfg.Engine.Name())
-	target := req.String()
-	_ = f.cfg.Engine.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up,
-		ToClient: req.successReply(), ToUpstream: early,
-		Kind: "outbound", Target: target, Done: flowDone(&f.cfg, "outbound", target, f.cfg.Limit.Release)})
+	_ = f.eng.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up,
+		ToClient: req.successReply(), ToUpstream: early, Target: o.target, Owner: o})
+}
+
+// abort closes c so that its peer gets an RST.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 func (f *goroutineFrontend) Ping(context.Context) error { return nil }

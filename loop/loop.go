@@ -124,16 +124,21 @@ func (c *Config) dialer() Dialer {
 	return plainDialer{}
 }
 
-// New returns the front end for an engine: gnet when the engine is the splice engine on Linux,
-// goroutines otherwise.
+// New returns the front end that pairs with the engine: gnet with the splice engine (Linux),
+// goroutines with the goroutine engine. The pairing is fixed: the gnet front end hands the
+// splice engine raw fds, connecting upstreams and its inbound ports; the goroutine front end
+// has net.Conns only.
 func New(cfg Config) (Frontend, error) {
-	if cfg.Engine == nil || cfg.Limit == nil {
-		return nil, errors.New("loop: Engine and Limit are required")
+	if cfg.Limit == nil {
+		return nil, errors.New("loop: Limit is required")
 	}
-	if cfg.Engine.Name() == "splice" {
-		return newGnet(cfg)
+	switch e := cfg.Engine.(type) {
+	case *splice.SpliceEngine:
+		return newGnet(cfg, e)
+	case *splice.GoroutineEngine:
+		return newGoroutine(cfg, e), nil
 	}
-	return newGoroutine(cfg), nil
+	return nil, fmt.Errorf("loop: no front end for engine %T", cfg.Engine)
 }
 
 // plainDialer resolves with the system resolver and dials the first address; a stand-in for
@@ -143,22 +148,6 @@ type plainDialer struct{}
 func (plainDialer) DialContext(ctx context.Context, host string, port uint16) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", net.JoinHostPort(host, fmt.Sprint(port)))
-}
-
-// flowDone wraps a flow's end: it frees the flow's slot, counts it and logs it at debug level.
-func flowDone(cfg *Config, kind, target string, release func()) func(splice.Result) {
-	return func(r splice.Result) {
-		release()
-		cfg.Metrics.flowEnded(cfg.Engine.Name(), r)
-		lg := cfg.log()
-		switch {
-		case r.ConnectErr != nil:
-			lg.Warn("upstream connect failed", "kind", kind, "target", target, "err", fdErr(r.ConnectErr))
-		case lg.Enabled(context.Background(), slog.LevelDebug):
-			lg.Debug("flow ended", "kind", kind, "target", target, "up_bytes", r.Up, "down_bytes", r.Down,
-				"duration", r.End.Sub(r.Start).String(), "err", r.Err)
-		}
-	}
 }
 
 // tracker counts dials and handshakes in flight so Shutdown can wait for them.

@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "nat464", "loop"
 	m := &Metrics{
 		flowsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "flows_total", Help: "Flows handed to the relay engine, by kind (inbound, outbound) and engine."},
+			Name: "flows_total", Help: "Flows relayed (their upstream connected), by kind (inbound, outbound) and engine."},
 			[]string{"kind", "engine"}),
 		flowsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "flows_active", Help: "Flows being relayed now, by kind and engine."},
@@ -70,10 +70,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // flowSeries are the series of one kind and engine, looked up once: a label lookup hashes and
 // validates its values, which at tens of thousands of flows a second showed in the profile.
 type flowSeries struct {
-	total           prometheus.Counter
-	active          prometheus.Gauge
-	up, down, fails prometheus.Counter
-	duration        prometheus.Observer
+	total    prometheus.Counter
+	active   prometheus.Gauge
+	up, down prometheus.Counter
+	duration prometheus.Observer
 }
 
 type seriesKey struct{ kind, engine string }
@@ -88,7 +88,6 @@ func (m *Metrics) series(kind, engine string) *flowSeries {
 		active:   m.flowsActive.WithLabelValues(kind, engine),
 		up:       m.bytesTotal.WithLabelValues(kind, "up"),
 		down:     m.bytesTotal.WithLabelValues(kind, "down"),
-		fails:    m.connectFails.WithLabelValues(kind),
 		duration: m.flowDuration.WithLabelValues(kind),
 	})
 	return s.(*flowSeries)
@@ -103,16 +102,12 @@ func (m *Metrics) flowStarted(kind, engine string) {
 	s.active.Inc()
 }
 
-func (m *Metrics) flowEnded(engine string, r splice.Result) {
+func (m *Metrics) flowEnded(kind, engine string, r splice.Result) {
 	if m == nil {
 		return
 	}
-	s := m.series(r.Kind, engine)
+	s := m.series(kind, engine)
 	s.active.Dec()
-	if r.ConnectErr != nil {
-		s.fails.Inc()
-		return
-	}
 	s.up.Add(float64(r.Up))
 	s.down.Add(float64(r.Down))
 	s.duration.Observe(r.End.Sub(r.Start).Seconds())

@@ -1,7 +1,6 @@
 package loop
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"github.com/nat464/nat464-sidecar/socks"
-	"github.com/nat464/nat464-sidecar/splice"
 )
 
 // Checker validates proxy credentials (config.LoadAuthFile's result implements it).
@@ -54,18 +52,17 @@ const (
 var errClose = errors.New("loop: handshake refused")
 
 // session is one proxy client's handshake, fed the bytes received so far. It is confined to one
-// goroutine (the conn's event loop), except failed, which the timeout sweep may set.
+// goroutine (the conn's event loop), except fail, which the timeout sweep may call. It reports
+// its outcome to the connection's owner.
 type session struct {
-	cfg       *Config
-	st        state
-	proto     socks.Protocol
-	auth      Checker
-	handedOff bool
-	failed    atomic.Bool
+	o     *owner
+	st    state
+	proto socks.Protocol
+	auth  Checker
 }
 
-func newSession(cfg *Config) *session {
-	return &session{cfg: cfg, auth: cfg.Auth.get()}
+func newSession(cfg *Config, o *owner) *session {
+	return &session{o: o, auth: cfg.Auth.get()}
 }
 
 // request is a complete proxy request: what the client wants to reach and how to answer it.
@@ -284,53 +281,21 @@ func (s *session) httpConnect(in []byte) (int, []byte, *request, error) {
 	return n, nil, &request{proto: s.proto, dest: r.Dest}, nil
 }
 
-// refuse counts and logs a handshake that ends without a dial.
+// refuse reports a handshake that ends without a dial to the owner, which counts and logs it.
 func (s *session) refuse(reason, reply string, err error) error {
-	s.failed.Store(true)
-	s.cfg.Metrics.reject(reason)
-	s.cfg.Metrics.handshake(s.proto.String(), reply)
-	s.cfg.log().Debug("proxy handshake refused", "protocol", s.proto.String(), "reason", reason, "err", err)
+	s.o.refused(s.proto.String(), reason, reply, err)
 	return errClose
 }
 
 // fail records a handshake cut by the front end (timeout, size cap). Safe from any goroutine.
-func (s *session) fail(reason string) {
-	if s.failed.Swap(true) {
-		return
-	}
-	s.cfg.Metrics.reject(reason)
-	s.cfg.log().Debug("proxy handshake cut", "reason", reason)
-}
+func (s *session) fail(reason string) { s.o.cut(reason) }
 
-// dial reaches a proxy request's destination, counting the outcome under the reply it earns.
+// dial reaches a proxy request's destination within the dial timeout; the owner counts the
+// outcome (Connected).
 func dial(ctx context.Context, cfg *Config, req *request) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.dialTimeout())
 	defer cancel()
-	c, err := cfg.dialer().DialContext(ctx, req.host(), req.dest.Port)
-	dialOutcome(cfg, req, err)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// dialOutcome counts a proxy request's dial under the reply it earns, and logs a failure at
-// the level dialLevel gives it.
-func dialOutcome(cfg *Config, req *request, err error) {
-	cfg.Metrics.handshake(req.proto.String(), replyName(req.proto, err))
-	if err == nil {
-		return
-	}
-	msg := "proxy dial failed"
-	switch {
-	case errors.Is(err, ErrSelf):
-		cfg.Metrics.reject(RejectSelf)
-		msg = "proxy request refused: the destination is the sidecar itself"
-	case socks.ReplyFor(err) == socks.ReplyNotAllowed:
-		cfg.Metrics.reject(RejectPolicy)
-	}
-	cfg.log().Log(context.Background(), dialLevel(err), msg, "protocol", req.proto.String(), "dest", req.String(),
-		"err", fdErr(err))
+	return cfg.dialer().DialContext(ctx, req.host(), req.dest.Port)
 }
 
 // DirectDialer is a Dialer that can plan the one connect of an IP literal, so that the front end
@@ -338,47 +303,4 @@ func dialOutcome(cfg *Config, req *request, err error) {
 // eyeballs.Dialer.Direct for the contract.
 type DirectDialer interface {
 	Direct(host string, port uint16) (target netip.AddrPort, done func(error), ok bool, err error)
-}
-
-// directFlow is a proxy request for an IP literal, connected without a dial goroutine: its
-// outcome is reported once, from the front end when the connect finished at once, otherwise from
-// the engine (Flow.OnConnect). Its methods run one at a time, the engine's after the front end's
-// (Relay orders them).
-type directFlow struct {
-	cfg       *Config
-	req       *request
-	done      func(error) // the dialer's accounting of the attempt
-	reported  bool
-	connected bool
-}
-
-func (d *directFlow) report(err error) {
-	if d.reported {
-		return
-	}
-	d.reported = true
-	d.done(err)
-	dialOutcome(d.cfg, d.req, err)
-}
-
-// onConnect is Flow.OnConnect: the failure reply, or the flow counted as started.
-func (d *directFlow) onConnect(err error) []byte {
-	d.report(err)
-	if err != nil {
-		return d.req.failureReply(err)
-	}
-	d.connected = true
-	d.cfg.Metrics.flowStarted("outbound", d.cfg.Engine.Name())
-	return nil
-}
-
-// finished is Flow.Done. A flow that never connected was counted by onConnect (or is counted
-// now, when the engine refused it before its connect) and only gives its slot back.
-func (d *directFlow) finished(r splice.Result) {
-	if !d.connected {
-		d.report(cmp.Or(r.ConnectErr, r.Err, splice.ErrClosed))
-		d.cfg.Limit.Release()
-		return
-	}
-	flowDone(d.cfg, "outbound", d.req.String(), d.cfg.Limit.Release)(r)
 }

@@ -19,7 +19,7 @@ func serveInbound(t *testing.T, e *SpliceEngine, app net.Listener, res *results)
 	t.Helper()
 	addr, err := e.ServeInbound(Inbound{
 		Listen: netip.MustParseAddrPort("[::1]:0"), Target: netip.MustParseAddrPort(app.Addr().String()),
-		Kind: "inbound", Done: res.done,
+		Front: &admitter{res: res},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +274,7 @@ func relayVia(t *testing.T, e Engine, app net.Listener, res *results) string {
 			c.Close()
 			return
 		}
-		e.Relay(Flow{Client: c, Upstream: up, ClientFD: -1, UpstreamFD: -1, Done: res.done})
+		e.Relay(Flow{Client: c, Upstream: up, ClientFD: -1, UpstreamFD: -1, Owner: res})
 	})
 	return ln.Addr().String()
 }

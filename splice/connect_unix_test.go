@@ -14,7 +14,7 @@ import (
 	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
 
-// connectCalls records OnConnect's calls and answers with reply.
+// connectCalls records Connected's calls and answers with reply.
 type connectCalls struct {
 	mu    sync.Mutex
 	errs  []error
@@ -27,6 +27,17 @@ func (c *connectCalls) onConnect(err error) []byte {
 	c.errs = append(c.errs, err)
 	return c.reply
 }
+
+// owner reports Connected to c and Ended to res.
+func (c *connectCalls) owner(res *results) Owner { return connectOwner{c, res} }
+
+type connectOwner struct {
+	calls *connectCalls
+	res   *results
+}
+
+func (o connectOwner) Connected(err error) []byte { return o.calls.onConnect(err) }
+func (o connectOwner) Ended(r Result)             { o.res.done(r) }
 
 func (c *connectCalls) get() []error {
 	c.mu.Lock()
@@ -48,7 +59,7 @@ func (r *rig) connectingFlow(to net.Addr) (Flow, *net.TCPConn) {
 }
 
 func TestRelayOnConnect(t *testing.T) {
-	for _, eng := range engines(t) {
+	for _, eng := range fdEngines(t) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
@@ -57,7 +68,7 @@ func TestRelayOnConnect(t *testing.T) {
 			calls := &connectCalls{reply: []byte("unused")}
 			f, client := r.connectingFlow(r.serverLn.Addr())
 			f.ToClient, f.ToUpstream = []byte("REPLY|"), []byte("EARLY|")
-			f.OnConnect, f.Done = calls.onConnect, res.done
+			f.Owner = calls.owner(res)
 			if err := e.Relay(f); err != nil {
 				t.Fatal(err)
 			}
@@ -92,14 +103,14 @@ func TestRelayOnConnect(t *testing.T) {
 				t.Errorf("result: up %d (want 8) down %d (want 4) err %v connect %v", got.Up, got.Down, got.Err, got.ConnectErr)
 			}
 			if errs := calls.get(); len(errs) != 1 || errs[0] != nil {
-				t.Errorf("OnConnect calls: %v, want one with nil", errs)
+				t.Errorf("Connected calls: %v, want one with nil", errs)
 			}
 		})
 	}
 }
 
-// TestRelayOnConnectRefused: a refused connect sends OnConnect's reply and a FIN, or resets the
-// client when OnConnect has nothing to say.
+// TestRelayOnConnectRefused: a refused connect sends Connected's reply and a FIN, or resets the
+// client when Connected has nothing to say.
 func TestRelayOnConnectRefused(t *testing.T) {
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,7 +118,7 @@ func TestRelayOnConnectRefused(t *testing.T) {
 	}
 	deadAddr := dead.Addr()
 	dead.Close()
-	for _, eng := range engines(t) {
+	for _, eng := range fdEngines(t) {
 		for _, reply := range []string{"FAILED", ""} {
 			t.Run(eng.name+"/reply="+reply, func(t *testing.T) {
 				checkLeaks(t)
@@ -116,7 +127,7 @@ func TestRelayOnConnectRefused(t *testing.T) {
 				res := newResults(1)
 				calls := &connectCalls{reply: []byte(reply)}
 				f, client := r.connectingFlow(deadAddr)
-				f.ToClient, f.OnConnect, f.Done = []byte("must never arrive"), calls.onConnect, res.done
+				f.ToClient, f.Owner = []byte("must never arrive"), calls.owner(res)
 				if err := e.Relay(f); err != nil {
 					t.Fatal(err)
 				}
@@ -132,7 +143,7 @@ func TestRelayOnConnectRefused(t *testing.T) {
 					t.Errorf("ConnectErr = %v, want ECONNREFUSED", out.ConnectErr)
 				}
 				if errs := calls.get(); len(errs) != 1 || !errors.Is(errs[0], syscall.ECONNREFUSED) {
-					t.Errorf("OnConnect calls: %v, want one with ECONNREFUSED", errs)
+					t.Errorf("Connected calls: %v, want one with ECONNREFUSED", errs)
 				}
 			})
 		}
@@ -142,7 +153,7 @@ func TestRelayOnConnectRefused(t *testing.T) {
 // TestRelayConnectTimeout: a connect that never completes ends at ConnectTimeout with
 // ETIMEDOUT, and the client gets the failure reply.
 func TestRelayConnectTimeout(t *testing.T) {
-	for _, eng := range engines(t) {
+	for _, eng := range fdEngines(t) {
 		t.Run(eng.name, func(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
@@ -151,7 +162,7 @@ func TestRelayConnectTimeout(t *testing.T) {
 			res := newResults(1)
 			calls := &connectCalls{reply: []byte("TIMEOUT")}
 			f, client := r.connectingFlow(to)
-			f.ConnectTimeout, f.OnConnect, f.Done = 200*time.Millisecond, calls.onConnect, res.done
+			f.ConnectTimeout, f.Owner = 200*time.Millisecond, calls.owner(res)
 			start := time.Now()
 			if err := e.Relay(f); err != nil {
 				t.Fatal(err)

@@ -59,9 +59,13 @@ func NewSplice(o Options) (*SpliceEngine, error) {
 func (e *SpliceEngine) Name() string { return "splice" }
 
 // Relay hands f to a loop. Sockets given as net.Conns are detached to raw fds first. On error the
-// sockets are closed and f.Done is still called (once, before Relay returns, with Result.Err set
-// to the error), so a caller can release per-flow resources in Done alone.
+// sockets are closed and f.Owner.Ended is still called (once, before Relay returns, with
+// Result.Err set to the error), so an Owner can release per-flow resources in Ended alone.
 func (e *SpliceEngine) Relay(f Flow) error {
+	if f.Owner == nil {
+		closeFlow(&f)
+		return ErrNoOwner
+	}
 	cfd, ufd, err := flowFDs(&f)
 	if err != nil {
 		return refuse(&f, err)

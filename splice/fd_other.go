@@ -5,7 +5,6 @@ package splice
 import (
 	"fmt"
 	"net"
-	"time"
 )
 
 // DetachFD is not available where sockets are not file descriptors; it closes c.
@@ -14,5 +13,5 @@ func DetachFD(c net.Conn) (int, error) {
 	return -1, fmt.Errorf("splice: cannot detach fd from %T on this system", c)
 }
 
-// waitConnect cannot look at a socket's connect state here; the flow fails.
-func waitConnect(net.Conn, time.Duration) error { return ErrUnsupported }
+// closeFD has nothing to close where sockets are not file descriptors.
+func closeFD(int) {}

@@ -3,12 +3,10 @@
 package splice
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,41 +40,5 @@ func DetachFD(c net.Conn) (int, error) {
 	return fd, nil
 }
 
-// waitConnect waits until the non-blocking connect(2) behind c completes, for at most timeout.
-// A failure is a *net.OpError wrapping the errno (ETIMEDOUT when the timeout expires).
-func waitConnect(c net.Conn, timeout time.Duration) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return fmt.Errorf("splice: cannot wait for connect on %T", c)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("splice: wait for connect: %w", err)
-	}
-	c.SetWriteDeadline(time.Now().Add(timeout))
-	defer c.SetWriteDeadline(time.Time{})
-	var connErr error
-	err = rc.Write(func(fd uintptr) bool {
-		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		switch {
-		case err != nil:
-			connErr = err
-		case v != 0:
-			connErr = unix.Errno(v)
-		default:
-			if _, err := unix.Getpeername(int(fd)); err != nil {
-				return false // still in progress: wait until writable
-			}
-		}
-		return true
-	})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		connErr = unix.ETIMEDOUT
-	} else if err != nil && connErr == nil {
-		connErr = err
-	}
-	if connErr == nil {
-		return nil
-	}
-	return &net.OpError{Op: "dial", Net: "tcp", Source: c.LocalAddr(), Err: os.NewSyscallError("connect", connErr)}
-}
+// closeFD closes a raw socket handed to an engine that does not take fds.
+func closeFD(fd int) { unix.Close(fd) }

@@ -54,13 +54,12 @@ type flow struct {
 	connecting      bool
 	connectDeadline time.Time
 	connectErr      error
-	onConnect       func(error) []byte
 
-	kind, target string
-	doneFn       func(Result)
-	start, last  time.Time
-	queued       bool // in loop.ready
-	dead         bool
+	target      string
+	owner       Owner
+	start, last time.Time
+	queued      bool // in loop.ready
+	dead        bool
 }
 
 func newFlow(f *Flow, cfd, ufd int) *flow {
@@ -68,10 +67,8 @@ func newFlow(f *Flow, cfd, ufd int) *flow {
 		fd:         [2]int{cfd, ufd},
 		writable:   [2]bool{true, !f.UpstreamConnecting},
 		connecting: f.UpstreamConnecting,
-		onConnect:  f.OnConnect,
-		kind:       f.Kind,
 		target:     f.Target,
-		doneFn:     f.Done,
+		owner:      f.Owner,
 	}
 	fl.dir[dirUp] = direction{src: sideClient, dst: sideUpstream, pre: f.ToUpstream, countPre: true}
 	fl.dir[dirDown] = direction{src: sideUpstream, dst: sideClient, pre: f.ToClient}
@@ -177,14 +174,12 @@ func (l *eloop) checkConnect(fl *flow) bool {
 	fl.connecting = false
 	fl.errSeen[sideUpstream] = false
 	fl.last = l.now
-	if fl.onConnect != nil {
-		fl.onConnect(nil)
-	}
+	fl.owner.Connected(nil)
 	return true
 }
 
 // failConnect ends a flow whose upstream never connected. The client gets the failure reply
-// OnConnect gives and a FIN, or a reset when there is none.
+// Owner.Connected gives and a FIN, or a reset when there is none.
 func (l *eloop) failConnect(fl *flow, errno error) {
 	op := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
 	if sa, err := unix.Getsockname(fl.fd[sideUpstream]); err == nil {
@@ -194,11 +189,7 @@ func (l *eloop) failConnect(fl *flow, errno error) {
 		op.Addr = targetAddr(fl.target)
 	}
 	fl.connectErr = op
-	var reply []byte
-	if fl.onConnect != nil {
-		reply = fl.onConnect(op)
-	}
-	if len(reply) > 0 {
+	if reply := fl.owner.Connected(op); len(reply) > 0 {
 		// Best effort: a reply this small fits the send buffer of a socket that carried only
 		// a handshake.
 		_, _ = unix.Write(fl.fd[sideClient], reply)
@@ -225,7 +216,7 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 }
 
 // finish ends fl: both sockets are closed (abortively, with RST, when abort is set), its pipes
-// are returned (or closed if they still hold bytes), and Done is called.
+// are returned (or closed if they still hold bytes), and the Owner hears Ended.
 func (l *eloop) finish(fl *flow, err error, abort bool) {
 	fl.dead = true
 	for _, fd := range fl.fd {
@@ -244,14 +235,11 @@ func (l *eloop) finish(fl *flow, err error, abort bool) {
 	}
 	delete(l.flows, fl)
 	l.e.flowEnding()
-	if fl.doneFn != nil {
-		fl.doneFn(Result{
-			Kind: fl.kind, Target: fl.target,
-			Up: fl.dir[dirUp].n, Down: fl.dir[dirDown].n,
-			Start: fl.start, End: time.Now(),
-			ConnectErr: fl.connectErr, Err: err,
-		})
-	}
+	fl.owner.Ended(Result{
+		Up: fl.dir[dirUp].n, Down: fl.dir[dirDown].n,
+		Start: fl.start, End: time.Now(),
+		ConnectErr: fl.connectErr, Err: err,
+	})
 	l.e.flowSettled()
 }
 

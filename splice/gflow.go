@@ -44,32 +44,14 @@ func (g *gflow) run() {
 	defer g.e.wg.Done()
 	start := time.Now()
 	g.last.Store(start.UnixNano())
-	var connectErr error
-	if g.f.UpstreamConnecting {
-		connectErr = waitConnect(g.conn[sideUpstream], g.f.connectTimeout())
-	}
-	replied := false
-	if g.f.OnConnect != nil && g.f.UpstreamConnecting {
-		if reply := g.f.OnConnect(connectErr); connectErr != nil && len(reply) > 0 && !g.isAborted() {
-			g.conn[sideClient].SetWriteDeadline(time.Now().Add(time.Second))
-			_, err := g.conn[sideClient].Write(reply)
-			replied = err == nil
-		}
-	}
-	switch {
-	case connectErr != nil && replied: // closed below with a FIN, after the reply
-	case connectErr != nil:
-		g.fail(nil)
-	default:
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g.copy(dirDown)
-		}()
-		g.copy(dirUp)
-		wg.Wait()
-	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.copy(dirDown)
+	}()
+	g.copy(dirUp)
+	wg.Wait()
 	g.mu.Lock()
 	err, aborted := g.err, g.aborted
 	g.mu.Unlock()
@@ -77,14 +59,10 @@ func (g *gflow) run() {
 		closeConns(g.conn[0], g.conn[1])
 	}
 	g.e.flowEnding(g)
-	if g.f.Done != nil {
-		g.f.Done(Result{
-			Kind: g.f.Kind, Target: g.f.Target,
-			Up: g.dirs[dirUp].n, Down: g.dirs[dirDown].n,
-			Start: start, End: time.Now(),
-			ConnectErr: connectErr, Err: err,
-		})
-	}
+	g.f.Owner.Ended(Result{
+		Up: g.dirs[dirUp].n, Down: g.dirs[dirDown].n,
+		Start: start, End: time.Now(), Err: err,
+	})
 	g.e.flowSettled()
 }
 

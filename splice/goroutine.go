@@ -1,7 +1,6 @@
 package splice
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,21 +48,24 @@ func NewGoroutine(o Options) *GoroutineEngine {
 // Name returns "goroutine".
 func (e *GoroutineEngine) Name() string { return "goroutine" }
 
-// Relay starts the flow's goroutines. Raw fds are converted with net.FileConn. On error the sockets
-// are closed and f.Done is still called (once, before Relay returns, with Result.Err set to the
-// error).
+// Relay starts the flow's goroutines. Both sides must be net.Conns with their connects done:
+// this engine serves the goroutine front end, which has nothing else (a flow with raw fds or an
+// UpstreamConnecting upstream is refused with ErrNeedConn). On error the sockets are closed and
+// f.Owner.Ended is still called (once, before Relay returns, with Result.Err set to the error).
 func (e *GoroutineEngine) Relay(f Flow) error {
-	c, err1 := sideConn(f.Client, f.ClientFD)
-	u, err2 := sideConn(f.Upstream, f.UpstreamFD)
-	if err := cmp.Or(err1, err2); err != nil {
-		closeConns(c, u)
-		return refuse(&f, err)
+	if f.Owner == nil {
+		closeFlow(&f)
+		return ErrNoOwner
 	}
-	g := &gflow{e: e, f: f, conn: [2]net.Conn{c, u}}
+	if f.Client == nil || f.Upstream == nil || f.UpstreamConnecting {
+		closeFlow(&f)
+		return refuse(&f, ErrNeedConn)
+	}
+	g := &gflow{e: e, f: f, conn: [2]net.Conn{f.Client, f.Upstream}}
 	e.mu.Lock()
 	if e.state != stateRunning {
 		e.mu.Unlock()
-		closeConns(c, u)
+		closeConns(f.Client, f.Upstream)
 		return refuse(&f, ErrClosed)
 	}
 	defer e.mu.Unlock()
@@ -74,29 +76,21 @@ func (e *GoroutineEngine) Relay(f Flow) error {
 	return nil
 }
 
-// refuse reports a flow that Relay did not take to its Done and returns err.
+// refuse reports a flow that Relay did not take to its Owner and returns err.
 func refuse(f *Flow, err error) error {
-	if f.Done != nil {
-		now := time.Now()
-		f.Done(Result{Kind: f.Kind, Target: f.Target, Start: now, End: now, Err: err})
-	}
+	now := time.Now()
+	f.Owner.Ended(Result{Start: now, End: now, Err: err})
 	return err
 }
 
-func sideConn(c net.Conn, fd int) (net.Conn, error) {
-	if c != nil {
-		return c, nil
+// closeFlow closes every socket f carries.
+func closeFlow(f *Flow) {
+	closeConns(f.Client, f.Upstream)
+	for _, fd := range [2]int{f.ClientFD, f.UpstreamFD} {
+		if fd >= 0 {
+			closeFD(fd)
+		}
 	}
-	if fd < 0 {
-		return nil, ErrNoSocket
-	}
-	file := os.NewFile(uintptr(fd), "splice-flow")
-	defer file.Close()
-	nc, err := net.FileConn(file)
-	if err != nil {
-		return nil, fmt.Errorf("splice: fd %d to conn: %w", fd, err)
-	}
-	return nc, nil
 }
 
 func closeConns(cs ...net.Conn) {

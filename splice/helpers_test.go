@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,9 @@ import (
 type engineCase struct {
 	name string
 	new  func(t testing.TB, o Options) Engine
+	// fds: the engine takes raw fds and connecting upstreams (splice); the goroutine engine
+	// takes connected net.Conns only.
+	fds bool
 }
 
 // engines lists the engines every relay test runs against; splice only on Linux.
@@ -29,7 +33,7 @@ func engines(t testing.TB) []engineCase {
 		e := NewGoroutine(o)
 		t.Cleanup(func() { e.Close() })
 		return e
-	}}}
+	}, false}}
 	if runtime.GOOS == "linux" {
 		cs = append([]engineCase{{"splice", func(t testing.TB, o Options) Engine {
 			e, err := NewSplice(o)
@@ -38,9 +42,20 @@ func engines(t testing.TB) []engineCase {
 			}
 			t.Cleanup(func() { e.Close() })
 			return e
-		}}}, cs...)
+		}, true}}, cs...)
 	} else if os.Getenv("CI") == "true" {
 		t.Fatalf("splice engine needs Linux but runs on %s with CI=true", runtime.GOOS)
+	}
+	return cs
+}
+
+// fdEngines are the engines that take raw fds and connecting upstreams: the splice engine.
+func fdEngines(t testing.TB) []engineCase {
+	var cs []engineCase
+	for _, c := range engines(t) {
+		if c.fds {
+			cs = append(cs, c)
+		}
 	}
 	return cs
 }
@@ -170,14 +185,14 @@ func (r *rig) relayOne(e Engine, asFD bool) (conns, *results) {
 	f, c := r.flow(asFD)
 	r.t.Cleanup(c.close)
 	res := newResults(1)
-	f.Done = res.done
+	f.Owner = res
 	if err := e.Relay(f); err != nil {
 		r.t.Fatal(err)
 	}
 	return c, res
 }
 
-// results collects Done callbacks.
+// results is an Owner that collects what flows report: Connected is answered with no reply.
 type results struct {
 	mu  sync.Mutex
 	got []Result
@@ -186,12 +201,33 @@ type results struct {
 
 func newResults(n int) *results { return &results{ch: make(chan Result, n)} }
 
+func (r *results) Connected(error) []byte { return nil }
+
+func (r *results) Ended(res Result) { r.done(res) }
+
 func (r *results) done(res Result) {
 	r.mu.Lock()
 	r.got = append(r.got, res)
 	r.mu.Unlock()
 	r.ch <- res
 }
+
+// admitter is an Inbound front end: it admits while allow reports true (nil: always), every
+// flow reporting to res, and counts accept failures.
+type admitter struct {
+	res      *results
+	allow    func() bool
+	failures atomic.Int64
+}
+
+func (a *admitter) Admit() Owner {
+	if a.allow != nil && !a.allow() {
+		return nil
+	}
+	return a.res
+}
+
+func (a *admitter) AcceptFailed(error) { a.failures.Add(1) }
 
 // wait returns the next result, failing after a generous bound.
 func (r *results) wait(t testing.TB) Result {

@@ -24,18 +24,21 @@ type Inbound struct {
 	Listen netip.AddrPort
 	// Target is connected (non-blocking) for every accepted connection.
 	Target netip.AddrPort
-	// Admit is called for each accepted connection; false closes it at once (the flow cap).
-	// If nil, every connection is admitted.
-	Admit func() bool
 	// ConnectTimeout bounds the connect to Target; if zero, 10s.
 	ConnectTimeout time.Duration
-	// Kind labels the flows in results.
-	Kind string
-	// Done is called once per admitted flow, as Flow.Done.
-	Done func(Result)
-	// AcceptError, if non-nil, is told of accept failures that are not transient; on fd
-	// exhaustion (EMFILE, ENFILE) the listener pauses for acceptPause before it tries again.
-	AcceptError func(error)
+	// Front admits each accepted connection and hears of accept failures; required.
+	Front Admitter
+}
+
+// Admitter is the front end of an Inbound port.
+type Admitter interface {
+	// Admit is asked for each accepted connection, on the loop that accepted it. It returns
+	// the connection's Owner, or nil to refuse it (the connection is closed at once). An
+	// admitted flow is connecting: its Owner hears Connected, then Ended.
+	Admit() Owner
+	// AcceptFailed is told of accept failures that are not transient; on fd exhaustion
+	// (EMFILE, ENFILE) the listener pauses for acceptPause before it tries again.
+	AcceptFailed(error)
 }
 
 // acceptBatch bounds the accepts of one readiness event, so that one busy listener does not
@@ -209,9 +212,7 @@ func accept4(fd int) (int, error) {
 }
 
 func (l *eloop) acceptError(ln *listener, err error) {
-	if ln.in.AcceptError != nil {
-		ln.in.AcceptError(os.NewSyscallError("accept4", err))
-	}
+	ln.in.Front.AcceptFailed(os.NewSyscallError("accept4", err))
 }
 
 // resume re-registers listeners whose pause is over.
@@ -229,20 +230,25 @@ func (l *eloop) resume() {
 // the pair added to this loop at once.
 func (l *eloop) admit(ln *listener, cfd int) {
 	in := ln.in
-	if in.Admit != nil && !in.Admit() {
+	o := in.Front.Admit()
+	if o == nil {
 		unix.Close(cfd)
 		return
 	}
 	f := Flow{ClientFD: cfd, UpstreamConnecting: true, ConnectTimeout: in.ConnectTimeout,
-		Kind: in.Kind, Target: ln.target, Done: in.Done}
+		Target: ln.target, Owner: o}
 	ufd, err := connectNonblock(in.Target)
 	if err != nil {
-		unix.Close(cfd)
-		if f.Done != nil {
-			now := time.Now()
-			f.Done(Result{Kind: f.Kind, Target: f.Target, Start: now, End: now,
-				ConnectErr: &net.OpError{Op: "dial", Net: "tcp", Addr: targetAddr(ln.target), Err: err}})
+		// As when the connect fails later (failConnect): the Owner's reply and a FIN, or a reset.
+		err = &net.OpError{Op: "dial", Net: "tcp", Addr: targetAddr(ln.target), Err: err}
+		if reply := o.Connected(err); len(reply) > 0 {
+			_, _ = unix.Write(cfd, reply)
+		} else {
+			unix.SetsockoptLinger(cfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		}
+		unix.Close(cfd)
+		now := time.Now()
+		o.Ended(Result{Start: now, End: now, ConnectErr: err})
 		return
 	}
 	fl := newFlow(&f, cfd, ufd)

@@ -42,7 +42,7 @@ func TestServeInbound(t *testing.T) {
 	res := newResults(16)
 	addr, err := e.ServeInbound(Inbound{
 		Listen: netip.MustParseAddrPort("[::1]:0"), Target: netip.MustParseAddrPort(app.Addr().String()),
-		Kind: "inbound", Admit: admit.Load, Done: res.done,
+		Front: &admitter{res: res, allow: admit.Load},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestServeInboundRefusedTarget(t *testing.T) {
 	target := netip.MustParseAddrPort(dead.Addr().String())
 	dead.Close()
 	res := newResults(1)
-	addr, err := e.ServeInbound(Inbound{Listen: netip.MustParseAddrPort("[::1]:0"), Target: target, Done: res.done})
+	addr, err := e.ServeInbound(Inbound{Listen: netip.MustParseAddrPort("[::1]:0"), Target: target, Front: &admitter{res: res}})
 	if err != nil {
 		t.Fatal(err)
 	}

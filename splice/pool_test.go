@@ -34,11 +34,11 @@ func TestRelayPoolExhausted(t *testing.T) {
 			r := newRig(t)
 			res := newResults(2)
 			e := eng.new(t, Options{MaxPipes: 1})
-			fa, a := r.flow(true)
+			fa, a := r.flow(eng.fds)
 			defer a.close()
-			fb, b := r.flow(true)
+			fb, b := r.flow(eng.fds)
 			defer b.close()
-			fa.Done, fb.Done = res.done, res.done
+			fa.Owner, fb.Owner = res, res
 			if err := e.Relay(fa); err != nil {
 				t.Fatal(err)
 			}

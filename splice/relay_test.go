@@ -60,7 +60,7 @@ func TestRelayBulk1GiB(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
 			e := eng.new(t, Options{})
-			c, res := r.relayOne(e, true)
+			c, res := r.relayOne(e, eng.fds)
 			start := time.Now()
 			pump(t, c, 7, 7, size, size, want, want)
 			got := res.wait(t)
@@ -109,8 +109,8 @@ func TestRelayConcurrent(t *testing.T) {
 				var wg sync.WaitGroup
 				var total int64
 				for i := 0; i < tc.flows; i++ {
-					f, c := r.flow(i%2 == 0)
-					f.Done = res.done
+					f, c := r.flow(eng.fds && i%2 == 0)
+					f.Owner = res
 					if err := e.Relay(f); err != nil {
 						t.Fatal(err)
 					}
@@ -153,7 +153,7 @@ func TestRelayHalfClose(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
 			e := eng.new(t, Options{})
-			c, res := r.relayOne(e, true)
+			c, res := r.relayOne(e, eng.fds)
 			go func() {
 				// The server answers only after it has seen the client's EOF.
 				got, err := io.ReadAll(c.server)
@@ -218,7 +218,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 			checkLeaks(t)
 			r := newRig(t)
 			e := eng.new(t, Options{IdleTimeout: idle})
-			c, res := r.relayOne(e, true)
+			c, res := r.relayOne(e, eng.fds)
 			c.client.Write([]byte("ping"))
 			if _, err := io.ReadFull(c.server, make([]byte, 4)); err != nil {
 				t.Fatal(err)
@@ -279,12 +279,12 @@ func TestRelayDrain(t *testing.T) {
 			r := newRig(t)
 			res := newResults(2)
 			e := eng.new(t, Options{})
-			fa, a := r.flow(true)
+			fa, a := r.flow(eng.fds)
 			defer a.close()
 			fb, b := r.flow(false)
 			defer b.close()
-			fa.Kind, fb.Kind = "finishes", "outlasts"
-			fa.Done, fb.Done = res.done, res.done
+			resB := newResults(1)
+			fa.Owner, fb.Owner = res, resB
 			if err := e.Relay(fa); err != nil {
 				t.Fatal(err)
 			}
@@ -319,21 +319,16 @@ func TestRelayDrain(t *testing.T) {
 			if err := <-drained; !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("Drain = %v, want context.DeadlineExceeded", err)
 			}
-			byKind := map[string]Result{}
-			for i := 0; i < 2; i++ {
-				got := res.wait(t)
-				byKind[got.Kind] = got
-			}
-			if got := byKind["finishes"]; got.Err != nil || got.Down != size {
+			if got := res.wait(t); got.Err != nil || got.Down != size {
 				t.Errorf("finishing flow: down %d err %v", got.Down, got.Err)
 			}
-			if got := byKind["outlasts"]; !errors.Is(got.Err, ErrDrainCut) {
+			if got := resB.wait(t); !errors.Is(got.Err, ErrDrainCut) {
 				t.Errorf("outlasting flow: err %v, want ErrDrainCut", got.Err)
 			}
 			// A drained engine refuses new flows, closes their sockets and still calls Done.
 			fc, c := r.flow(false)
 			defer c.close()
-			fc.Done = res.done
+			fc.Owner = res
 			if err := e.Relay(fc); !errors.Is(err, ErrClosed) {
 				t.Errorf("Relay after Drain = %v, want ErrClosed", err)
 			}
@@ -356,9 +351,9 @@ func TestRelayCloseCutsFlows(t *testing.T) {
 			e := eng.new(t, Options{})
 			var cs []conns
 			for i := 0; i < 3; i++ {
-				f, c := r.flow(i != 1)
+				f, c := r.flow(eng.fds && i != 1)
 				cs = append(cs, c)
-				f.Done = res.done
+				f.Owner = res
 				if err := e.Relay(f); err != nil {
 					t.Fatal(err)
 				}
@@ -392,12 +387,71 @@ func TestRelayRefusesFlowWithoutSocket(t *testing.T) {
 			f, c := r.flow(false)
 			defer c.close()
 			f.Upstream.Close()
-			f.Upstream, f.Done = nil, res.done
-			if err := e.Relay(f); !errors.Is(err, ErrNoSocket) {
-				t.Errorf("Relay = %v, want ErrNoSocket", err)
+			f.Upstream, f.Owner = nil, res
+			want := ErrNoSocket
+			if !eng.fds {
+				want = ErrNeedConn // a missing conn, as the goroutine engine takes no fds
 			}
-			if got := res.wait(t); !errors.Is(got.Err, ErrNoSocket) {
-				t.Errorf("Done: err %v, want ErrNoSocket", got.Err)
+			if err := e.Relay(f); !errors.Is(err, want) {
+				t.Errorf("Relay = %v, want %v", err, want)
+			}
+			if got := res.wait(t); !errors.Is(got.Err, want) {
+				t.Errorf("Ended: err %v, want %v", got.Err, want)
+			}
+			if n, err := c.client.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Errorf("client of a refused flow read %d, %v; want it closed", n, err)
+			}
+			if e.Active() != 0 {
+				t.Errorf("Active = %d", e.Active())
+			}
+		})
+	}
+}
+
+// TestGoroutineEngineTakesConnsOnly: raw fds and connecting upstreams are the splice engine's;
+// the goroutine engine refuses them, closes what it was given and still reports the end.
+func TestGoroutineEngineTakesConnsOnly(t *testing.T) {
+	checkLeaks(t)
+	r := newRig(t)
+	e := NewGoroutine(Options{})
+	defer e.Close()
+	for _, tc := range []struct {
+		name string
+		edit func(f *Flow)
+	}{
+		{"fds", func(*Flow) {}},
+		{"connecting", func(f *Flow) { f.UpstreamConnecting = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, c := r.flow(tc.name == "fds")
+			defer c.close()
+			tc.edit(&f)
+			res := newResults(1)
+			f.Owner = res
+			if err := e.Relay(f); !errors.Is(err, ErrNeedConn) {
+				t.Errorf("Relay = %v, want ErrNeedConn", err)
+			}
+			if got := res.wait(t); !errors.Is(got.Err, ErrNeedConn) {
+				t.Errorf("Ended: err %v, want ErrNeedConn", got.Err)
+			}
+			if n, err := c.client.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Errorf("client of a refused flow read %d, %v; want it closed", n, err)
+			}
+		})
+	}
+}
+
+// TestRelayWithoutOwner: a flow nobody owns is refused and its sockets closed.
+func TestRelayWithoutOwner(t *testing.T) {
+	for _, eng := range engines(t) {
+		t.Run(eng.name, func(t *testing.T) {
+			checkLeaks(t)
+			r := newRig(t)
+			e := eng.new(t, Options{})
+			f, c := r.flow(eng.fds)
+			defer c.close()
+			if err := e.Relay(f); !errors.Is(err, ErrNoOwner) {
+				t.Errorf("Relay = %v, want ErrNoOwner", err)
 			}
 			if n, err := c.client.Read(make([]byte, 1)); n != 0 || err == nil {
 				t.Errorf("client of a refused flow read %d, %v; want it closed", n, err)

@@ -20,9 +20,9 @@ import (
 // owns both sockets (it closes them, also when Relay returns an error).
 //
 // Each side is given either as a raw file descriptor (ClientFD/UpstreamFD >= 0, non-blocking,
-// close-on-exec, owned) or as a net.Conn (Client/Upstream non-nil). Engines accept both forms;
-// the splice engine prefers fds, the goroutine engine prefers net.Conns, and each converts the
-// other form at some cost. Set the unused fd field to -1.
+// close-on-exec, owned) or as a net.Conn (Client/Upstream non-nil); set the unused fd field to
+// -1. The splice engine takes both forms (fds from the event loop, conns from a dial goroutine);
+// the goroutine engine takes conns only, which is all its front end has.
 type Flow struct {
 	ClientFD   int
 	UpstreamFD int
@@ -30,37 +30,41 @@ type Flow struct {
 	Upstream   net.Conn
 
 	// UpstreamConnecting says the upstream fd comes from a non-blocking connect(2) that may still
-	// be in progress. The engine waits for it to finish (bounded by ConnectTimeout) and, when it
-	// fails, closes the client and reports the error in Result.ConnectErr.
+	// be in progress (splice engine only). The engine waits for it to finish, bounded by
+	// ConnectTimeout, and tells Owner.Connected the outcome.
 	UpstreamConnecting bool
 	// ConnectTimeout bounds UpstreamConnecting; if zero, 10s.
 	ConnectTimeout time.Duration
-	// OnConnect, if non-nil, is called once when the connect of an UpstreamConnecting flow has
-	// finished: err is nil on success, else what Result.ConnectErr will hold. It runs on an
-	// engine goroutine and must not block. On failure, the bytes it returns (a proxy's failure
-	// reply) are written to the client, which is then closed with a FIN; if it returns none, the
-	// client is reset.
-	OnConnect func(err error) (failReply []byte)
 
-	// ToClient is written to the client before any relayed byte (for example a SOCKS reply).
+	// ToClient is written to the client before any relayed byte (for example a SOCKS reply);
+	// for a connecting flow, once the connect succeeded.
 	ToClient []byte
 	// ToUpstream is written to the upstream before any relayed byte (optimistic data the client
 	// sent together with its handshake).
 	ToUpstream []byte
 
-	// Kind labels the flow in results and metrics ("inbound", "outbound").
-	Kind string
-	// Target names the upstream for logs.
+	// Target names the upstream in connect errors.
 	Target string
-	// Done, if non-nil, is called exactly once when the flow has ended and both sockets are closed.
-	// It runs on an engine goroutine and must not block.
-	Done func(Result)
+	// Owner is told how the flow goes; required.
+	Owner Owner
+}
+
+// Owner is the front end's record of one connection, the only party an engine reports to. The
+// engine calls Connected at most once, and only for a flow handed over UpstreamConnecting (or
+// accepted by the engine itself, see Inbound), then Ended exactly once, also when Relay
+// refuses the flow. Both run on an engine goroutine and must not block.
+type Owner interface {
+	// Connected reports that the upstream connect finished: err is nil on success, else what
+	// Result.ConnectErr will hold. On failure the bytes it returns (a proxy's failure reply)
+	// are written to the client, which is then closed with a FIN; if it returns none, the
+	// client is reset.
+	Connected(err error) (failReply []byte)
+	// Ended reports that the flow is over and both sockets are closed.
+	Ended(Result)
 }
 
 // Result describes a finished flow.
 type Result struct {
-	Kind   string
-	Target string
 	// Up counts bytes client -> upstream (ToUpstream included); Down counts upstream -> client
 	// (ToClient excluded).
 	Up, Down int64
@@ -68,16 +72,17 @@ type Result struct {
 	End      time.Time
 	// ConnectErr is set when the upstream connect failed; nothing was relayed.
 	ConnectErr error
-	// Err is the first error that ended the flow abnormally (reset, idle timeout, drain cut);
-	// nil for a flow where both sides closed cleanly.
+	// Err is the first error that ended the flow abnormally (reset, idle timeout, drain cut,
+	// or why Relay refused it); nil for a flow where both sides closed cleanly.
 	Err error
 }
 
 // Engine relays flows until they finish.
 type Engine interface {
 	// Relay takes ownership of f's sockets and relays between them. It does not block on I/O.
-	// After Drain or Close has begun, it closes the sockets and returns ErrClosed. f.Done is called
-	// exactly once in every case: when Relay fails, before it returns, with Result.Err = the error.
+	// After Drain or Close has begun, it closes the sockets and returns ErrClosed. f.Owner.Ended
+	// is called exactly once in every case: when Relay fails, before it returns, with
+	// Result.Err = the error.
 	Relay(f Flow) error
 	// Active reports how many flows are being relayed now.
 	Active() int
@@ -98,6 +103,11 @@ var (
 	ErrReset       = errors.New("splice: connection reset by peer")
 	// ErrNoSocket is returned by Relay when a side of the flow has neither a conn nor an fd.
 	ErrNoSocket = errors.New("splice: flow side has no socket")
+	// ErrNoOwner is returned by Relay for a flow without an Owner (its sockets are closed).
+	ErrNoOwner = errors.New("splice: flow has no owner")
+	// ErrNeedConn is returned by the goroutine engine's Relay for a side given as a raw fd or
+	// an upstream still connecting: only the splice engine takes those.
+	ErrNeedConn = errors.New("splice: the goroutine engine relays connected net.Conns only")
 	// ErrUnknownEngine is returned by NewEngine for a name it does not know.
 	ErrUnknownEngine = errors.New("splice: unknown engine")
 	// ErrUnsupported is returned by NewSplice where splice(2) does not exist (not Linux).
@@ -129,7 +139,8 @@ type Options struct {
 	IdleTimeout time.Duration
 	// PipeSize is the capacity asked for each pooled pipe (F_SETPIPE_SZ); if zero, 1 MiB.
 	PipeSize int
-	// MaxPipes bounds the pool; a flow that cannot get a pipe waits for one. If zero, 256
+	// MaxPipes bounds the pool; a direction that finds every pipe lent copies through a
+	// buffer instead. If zero, 256
 	// (config.DefaultMaxPipes; the flow cap is derived from it).
 	MaxPipes int
 	// Loops is the number of epoll loops; if zero, DefaultLoops.

@@ -25,9 +25,9 @@ func TestMetricsReadEngine(t *testing.T) {
 			e := eng.new(t, Options{Metrics: m})
 			r := newRig(t)
 			res := newResults(1)
-			f, c := r.flow(true)
+			f, c := r.flow(eng.fds)
 			defer c.close()
-			f.Done = res.done
+			f.Owner = res
 			if err := e.Relay(f); err != nil {
 				t.Fatal(err)
 			}
@@ -58,8 +58,8 @@ func BenchmarkRelaySetup(b *testing.B) {
 			buf := make([]byte, 1)
 			b.ReportAllocs()
 			for b.Loop() {
-				f, c := r.flow(true)
-				f.Done = res.done
+				f, c := r.flow(eng.fds)
+				f.Owner = res
 				if err := e.Relay(f); err != nil {
 					b.Fatal(err)
 				}
