@@ -89,7 +89,10 @@ func (e *SpliceEngine) Relay(f Flow) error {
 // f carried is closed.
 func flowFDs(f *Flow) (cfd, ufd int, err error) {
 	cfd, err1 := sideFD(f.Client, f.ClientFD)
-	ufd, err2 := sideFD(f.Upstream, f.UpstreamFD)
+	ufd, err2 := -1, error(nil)
+	if f.Racer == nil { // a racing flow's upstream is chosen on its loop
+		ufd, err2 = sideFD(f.Upstream, f.UpstreamFD)
+	}
 	if err = cmp.Or(err1, err2); err != nil {
 		if cfd >= 0 {
 			unix.Close(cfd)

@@ -3,6 +3,7 @@
 package splice
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -54,6 +55,7 @@ type flow struct {
 	connecting      bool
 	connectDeadline time.Time
 	connectErr      error
+	race            // while racer != nil: the upstream is being raced for
 
 	target      string
 	owner       Owner
@@ -65,8 +67,9 @@ type flow struct {
 func newFlow(f *Flow, cfd, ufd int) *flow {
 	fl := &flow{
 		fd:         [2]int{cfd, ufd},
-		writable:   [2]bool{true, !f.UpstreamConnecting},
-		connecting: f.UpstreamConnecting,
+		writable:   [2]bool{true, !f.UpstreamConnecting && f.Racer == nil},
+		connecting: f.UpstreamConnecting || f.Racer != nil,
+		race:       race{racer: f.Racer, timerAt: -1},
 		target:     f.Target,
 		owner:      f.Owner,
 	}
@@ -83,6 +86,9 @@ func (l *eloop) add(fl *flow) {
 	fl.start, fl.last = l.now, l.now
 	l.flows[fl] = struct{}{}
 	for _, fd := range fl.fd {
+		if fd < 0 {
+			continue // the upstream of a racing flow, not chosen yet
+		}
 		// Both sides are watched for EPOLLOUT from the start, edge-triggered: the edge comes
 		// when a connect completes and, later, only after a write hit EAGAIN and space freed up,
 		// so no EPOLL_CTL_MOD is ever needed and no wake-up is wasted.
@@ -94,6 +100,10 @@ func (l *eloop) add(fl *flow) {
 		}
 		l.byFD[int32(fd)] = fl
 	}
+	if fl.racer != nil {
+		l.startRace(fl)
+		return
+	}
 	// Bytes to send first (a proxy reply, optimistic data) go out now: their peers may be
 	// waiting for them before sending anything, so no readiness event would ever come.
 	if len(fl.dir[dirUp].pre) > 0 || len(fl.dir[dirDown].pre) > 0 {
@@ -102,6 +112,10 @@ func (l *eloop) add(fl *flow) {
 }
 
 func (l *eloop) event(fl *flow, fd int32, ev uint32) {
+	if fl.racer != nil && int(fd) != fl.fd[sideClient] {
+		l.attemptEvent(fl, int(fd), ev)
+		return
+	}
 	s := sideClient
 	if int(fd) == fl.fd[sideUpstream] {
 		s = sideUpstream
@@ -181,6 +195,10 @@ func (l *eloop) checkConnect(fl *flow) bool {
 // failConnect ends a flow whose upstream never connected. The client gets the failure reply
 // Owner.Connected gives and a FIN, or a reset when there is none.
 func (l *eloop) failConnect(fl *flow, errno error) {
+	if fl.racer != nil { // the connect timeout of a race: the racer says what it was waiting for
+		l.endConnect(fl, l.endRace(fl, os.NewSyscallError("connect", errno)))
+		return
+	}
 	op := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
 	if sa, err := unix.Getsockname(fl.fd[sideUpstream]); err == nil {
 		op.Source = sockaddrAddr(sa)
@@ -188,8 +206,13 @@ func (l *eloop) failConnect(fl *flow, errno error) {
 	if fl.target != "" {
 		op.Addr = targetAddr(fl.target)
 	}
-	fl.connectErr = op
-	if reply := fl.owner.Connected(op); len(reply) > 0 {
+	l.endConnect(fl, op)
+}
+
+// endConnect ends a flow whose upstream connect failed with err, telling its Owner.
+func (l *eloop) endConnect(fl *flow, err error) {
+	fl.connectErr = err
+	if reply := fl.owner.Connected(err); len(reply) > 0 {
 		// Best effort: a reply this small fits the send buffer of a socket that carried only
 		// a handshake.
 		_, _ = unix.Write(fl.fd[sideClient], reply)
@@ -219,7 +242,13 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 // are returned (or closed if they still hold bytes), and the Owner hears Ended.
 func (l *eloop) finish(fl *flow, err error, abort bool) {
 	fl.dead = true
+	if fl.racer != nil {
+		l.endRace(fl, cmp.Or(err, ErrClosed))
+	}
 	for _, fd := range fl.fd {
+		if fd < 0 {
+			continue
+		}
 		if l.byFD[int32(fd)] == fl {
 			// No EPOLL_CTL_DEL: the engine holds the only reference to the socket (the Flow
 			// contract), so close(2) takes it out of the epoll set.

@@ -21,6 +21,7 @@ const (
 	taskListen          // start accepting on ln
 	taskUnlisten        // close every listener
 	taskPing            // close done (liveness)
+	taskRace            // the Racer of fl asked to be run (Racer.Start's wake)
 )
 
 type task struct {
@@ -48,6 +49,7 @@ type eloop struct {
 	paused    int                 // listeners resting after fd exhaustion
 	ready     []*flow             // flows that yielded with work left
 	bufs      [][]byte            // idle copy buffers (see getBuf)
+	timers    timers              // race wake-ups (see race_linux.go)
 	now       time.Time
 	lastSweep time.Time
 	yielded   time.Time // last runtime.Gosched
@@ -126,6 +128,7 @@ func (l *eloop) run() {
 		} else if len(l.flows) > 0 || l.paused > 0 {
 			timeout = int(max(tick-l.now.Sub(l.lastSweep), time.Millisecond) / time.Millisecond)
 		}
+		timeout = l.timerWait(timeout)
 		n, err := unix.EpollWait(l.epfd, events, timeout)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			// Not expected with valid fds; end everything rather than spin.
@@ -149,6 +152,7 @@ func (l *eloop) run() {
 				l.event(fl, ev.Fd, ev.Events)
 			}
 		}
+		l.runTimers()
 		l.runReady()
 		if l.now.Sub(l.yielded) >= yieldEvery {
 			runtime.Gosched()
@@ -178,6 +182,8 @@ func (l *eloop) runTasks() (stop bool) {
 			l.unlisten()
 		case taskPing:
 			close(t.done)
+		case taskRace:
+			l.raceTick(t.fl)
 		}
 	}
 	if stop {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -43,6 +44,12 @@ type Flow struct {
 	// sent together with its handshake).
 	ToUpstream []byte
 
+	// Racer, if not nil, chooses the upstream by racing connects on the flow's loop (splice
+	// engine only): leave UpstreamFD -1 and Upstream nil. The flow is connecting until an
+	// attempt wins (ToClient goes out then); Owner.Connected hears the winner or the race's
+	// error, and ConnectTimeout bounds the race as it bounds UpstreamConnecting.
+	Racer Racer
+
 	// Target names the upstream in connect errors.
 	Target string
 	// Owner is told how the flow goes; required.
@@ -61,6 +68,26 @@ type Owner interface {
 	Connected(err error) (failReply []byte)
 	// Ended reports that the flow is over and both sockets are closed.
 	Ended(Result)
+}
+
+// Racer is a race of connection attempts (Happy Eyeballs) that the splice engine carries out on
+// the loop that will relay the flow: non-blocking connects, a timer, no goroutine. The engine
+// makes the connects and reports their ends; the Racer decides what to try and when, and who
+// won. Its methods other than the wake function run on that loop, one at a time.
+type Racer interface {
+	// Start is called once, first, on the flow's loop. wake may be called from any goroutine
+	// (for example when a DNS answer arrives) to have Next called again soon on the loop.
+	Start(wake func())
+	// Next returns the connects to start now (attempt IDs are 0, 1, 2... in start order across
+	// calls), and when to call Next again if no other event comes first (zero: only after an
+	// event). done means the race is over without a winner, and err says why.
+	Next(now time.Time) (start []netip.AddrPort, wake time.Time, done bool, err error)
+	// Finished reports that attempt id ended: err nil means its TCP handshake completed. It
+	// returns whether that attempt won; the engine closes every other attempt then.
+	Finished(id int, err error, now time.Time) (won bool)
+	// Cancel ends a race the flow outlived (drain, engine closed, client gone, connect
+	// timeout) and returns the error to report for it.
+	Cancel(err error, now time.Time) error
 }
 
 // Result describes a finished flow.
