@@ -14,7 +14,7 @@ import (
 
 // The error -> reply-code table. It lives here, in the package that answers clients, and not in
 // socks: its rows name the sentinels of resolver and nat64, and socks stays a leaf (wire formats
-// only, nothing of the DNS stack or the metrics client).
+// only, nothing of the DNS stack or the metrics client; socks/leaf_test.go checks it).
 
 // class is what went wrong, independent of the protocol that reports it.
 type class uint8

@@ -11,7 +11,7 @@
 // Which reply code answers which error is decided by the package that answers clients
 // (loop.ReplyFor), whose table also names the resolver's and NAT64's sentinels. This package
 // imports no other package of the module, so the fuzzed parsers compile without the DNS stack
-// or a metrics client.
+// or a metrics client (leaf_test.go holds it to that).
 //
 // Encoders are append-style (AppendX(dst, ...) []byte) so callers can reuse buffers. The server
 // side (replies) is what the proxy needs; the client side (requests, and parsers for replies)
