@@ -7,10 +7,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/splice"
 )
 
 // ErrHelp is returned by Parse when -h or --help was asked for; usage has been written.
@@ -139,7 +140,7 @@ func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
 		return flagErr("engine", string(c.Engine), errors.New("want auto, splice or goroutine"))
 	}
 	if maxConns == "" {
-		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(c.resolvedEngine()), true
+		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(c.ResolvedEngine()), true
 	} else if n, err := strconv.Atoi(maxConns); err != nil || n < 1 {
 		return flagErr("max-conns", maxConns, errors.New("want a positive integer"))
 	} else {
@@ -185,16 +186,9 @@ func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
 	return nil
 }
 
-// resolvedEngine is the engine --engine auto stands for on this OS.
-func (c *Config) resolvedEngine() Engine {
-	if c.Engine == EngineAuto {
-		if runtime.GOOS == "linux" {
-			return EngineSplice
-		}
-		return EngineGoroutine
-	}
-	return c.Engine
-}
+// ResolvedEngine is the engine c.Engine stands for on this OS: auto means what
+// splice.ResolveEngine says, the engine main builds.
+func (c *Config) ResolvedEngine() Engine { return Engine(splice.ResolveEngine(string(c.Engine))) }
 
 func flagErr(name, value string, err error) error {
 	return fmt.Errorf("config: invalid value %q for --%s (%s): %w", value, name, EnvName(name), err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/splice"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -138,6 +140,27 @@ func TestParseEnvTwins(t *testing.T) {
 func TestEnvName(t *testing.T) {
 	if got := EnvName("he-first-family-count"); got != "NAT464_HE_FIRST_FAMILY_COUNT" {
 		t.Errorf("EnvName = %q", got)
+	}
+}
+
+// TestEngineAuto: --engine auto means what splice.ResolveEngine says, the engine main builds, so
+// the derived --max-conns counts the fds of the engine that actually runs.
+func TestEngineAuto(t *testing.T) {
+	for _, v := range []string{"auto", "splice", "goroutine"} {
+		c, err := Parse([]string{"--engine", v}, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Engine(splice.ResolveEngine(v))
+		if got := c.ResolvedEngine(); got != want {
+			t.Errorf("--engine %s resolves to %q, splice.ResolveEngine says %q", v, got, want)
+		}
+		if c.Engine != Engine(v) {
+			t.Errorf("--engine %s: Engine = %q, want the value as given", v, c.Engine)
+		}
+		if c.MaxConns != DefaultMaxConns(want) {
+			t.Errorf("--engine %s: derived --max-conns %d, want %d (the %s engine's)", v, c.MaxConns, DefaultMaxConns(want), want)
+		}
 	}
 }
 

@@ -63,15 +63,24 @@ func (f *Flow) connectTimeout() time.Duration {
 	return defaultConnectTimeout
 }
 
+// ResolveEngine names the engine NewEngine builds for name: "auto" (or empty) is "splice" on
+// Linux, where the splice engine exists, and "goroutine" elsewhere; any other name is returned
+// unchanged. It is the one place that says what auto means: config derives --max-conns from its
+// answer and main plans its loops with it, so neither can disagree with the engine built.
+func ResolveEngine(name string) string {
+	if name != "auto" && name != "" {
+		return name
+	}
+	if runtime.GOOS == "linux" {
+		return "splice"
+	}
+	return "goroutine"
+}
+
 // NewEngine builds the engine called name: "splice" (Linux only), "goroutine", or "auto" (or
-// empty), which is splice on Linux and goroutine elsewhere.
+// empty), which is what ResolveEngine says.
 func NewEngine(name string, o Options) (Engine, error) {
-	switch name {
-	case "auto", "":
-		if runtime.GOOS != "linux" {
-			return NewGoroutine(o), nil
-		}
-		return NewEngine("splice", o)
+	switch ResolveEngine(name) {
 	case "splice":
 		e, err := NewSplice(o)
 		if err != nil {
