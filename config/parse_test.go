@@ -165,7 +165,7 @@ func TestEngineAuto(t *testing.T) {
 }
 
 func TestMaxConnsFor(t *testing.T) {
-	if got := maxConnsFor(20000, EngineSplice); got != (20000-fdReserve-2*DefaultMaxPipes)/2 {
+	if got := maxConnsFor(20000, EngineSplice); got != (20000-fdReserve-2*splice.DefaultMaxPipes)/2 {
 		t.Errorf("maxConnsFor(20000, splice) = %d", got)
 	}
 	if got := maxConnsFor(20000, EngineGoroutine); got != (20000-fdReserve)/6 {

@@ -13,9 +13,12 @@ const (
 	stateClosed
 )
 
+// DefaultMaxPipes bounds the pipe pool when Options.MaxPipes is zero. Each pipe holds 2 fds, so
+// the pool can hold 512; config sets the derived --max-conns aside for them.
+const DefaultMaxPipes = 256
+
 const (
 	defaultPipeSize       = 1 << 20
-	defaultMaxPipes       = 256
 	defaultConnectTimeout = 10 * time.Second
 )
 
@@ -30,7 +33,7 @@ func (o *Options) maxPipes() int {
 	if o.MaxPipes > 0 {
 		return o.MaxPipes
 	}
-	return defaultMaxPipes
+	return DefaultMaxPipes
 }
 
 // DefaultLoops is the number of epoll loops when Options.Loops is zero: one per CPU the Go

@@ -38,3 +38,14 @@ func TestResolveEngine(t *testing.T) {
 		t.Errorf("NewEngine(turbo) = %v, want ErrUnknownEngine", err)
 	}
 }
+
+// TestDefaultMaxPipes: a zero MaxPipes means DefaultMaxPipes, the one constant config's derived
+// --max-conns sets fds aside for.
+func TestDefaultMaxPipes(t *testing.T) {
+	if got := (&Options{}).maxPipes(); got != DefaultMaxPipes {
+		t.Errorf("zero Options: %d pipes, want DefaultMaxPipes (%d)", got, DefaultMaxPipes)
+	}
+	if got := (&Options{MaxPipes: 3}).maxPipes(); got != 3 {
+		t.Errorf("MaxPipes 3: %d pipes", got)
+	}
+}

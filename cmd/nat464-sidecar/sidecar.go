@@ -53,7 +53,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	engine := string(cfg.ResolvedEngine())
 	plan := planLoops(runtimeProcs, engine, cfg.ProxyListen != "")
 	sc.engine, err = splice.NewEngine(engine, splice.Options{Loops: plan.splice,
-		IdleTimeout: cfg.IdleTimeout, MaxPipes: config.DefaultMaxPipes, Metrics: splice.NewMetrics(reg)})
+		IdleTimeout: cfg.IdleTimeout, MaxPipes: splice.DefaultMaxPipes, Metrics: splice.NewMetrics(reg)})
 	if err != nil {
 		return nil, err
 	}
