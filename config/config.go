@@ -48,7 +48,7 @@ type Config struct {
 	// Resolver, NAT64 and Happy Eyeballs.
 	ResolvConf         string
 	HostsFile          string
-	NAT64Mode          string // "auto", "none" or "static"
+	NAT64Mode          string // nat64.ModeAuto, ModeNone or ModeStatic
 	NAT64Prefixes      []netip.Prefix
 	NAT64Strict        bool
 	HEFirstFamilyCount int

@@ -1,10 +1,9 @@
 package config
 
+import "github.com/nat464/nat464-sidecar/splice"
+
 // fdReserve is kept back from the file limit for listeners, DNS sockets, the admin server and logs.
 const fdReserve = 64
-
-// DefaultMaxPipes is the splice engine's default pipe pool bound; each pipe holds 2 fds.
-const DefaultMaxPipes = 256
 
 // goroutineFDsPerFlow: the goroutine engine's two blocked io.Copy calls each hold one of Go's
 // splice pipes (2 fds) besides the two sockets.
@@ -12,8 +11,9 @@ const goroutineFDsPerFlow = 6
 
 // maxConnsFor is the flow cap for a given file limit and engine. On the splice engine an
 // established flow holds 2 sockets (pipes are pooled and only borrowed while bytes are in
-// flight), so the cap is what is left after the reserve and the full pipe pool, halved. On the
-// goroutine engine every flow holds 6 fds.
+// flight), so the cap is what is left after the reserve and the full pipe pool
+// (splice.DefaultMaxPipes, the bound main gives the engine), halved. On the goroutine engine
+// every flow holds 6 fds.
 func maxConnsFor(nofile uint64, e Engine) int {
 	if nofile > 1<<24 {
 		nofile = 1 << 24
@@ -22,7 +22,7 @@ func maxConnsFor(nofile uint64, e Engine) int {
 	if e == EngineGoroutine {
 		n = (int(nofile) - fdReserve) / goroutineFDsPerFlow
 	} else {
-		n = (int(nofile) - fdReserve - 2*DefaultMaxPipes) / 2
+		n = (int(nofile) - fdReserve - 2*splice.DefaultMaxPipes) / 2
 	}
 	if n < 16 {
 		n = 16

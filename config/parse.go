@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/nat64"
+	"github.com/nat464/nat464-sidecar/splice"
 )
 
 // ErrHelp is returned by Parse when -h or --help was asked for; usage has been written.
@@ -39,7 +41,7 @@ var listFlags = map[string]bool{"inbound": true}
 func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
 	c := &Config{}
 	var inbound []string
-	var maxConns, nat64 string
+	var maxConns, nat64Prefix string
 	fs := flag.NewFlagSet("nat464-sidecar", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.Func("inbound", "LISTEN=TARGET inbound mapping, repeatable (default "+DefaultInbound+")", func(s string) error {
@@ -59,7 +61,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.StringVar(&c.ProxyAuthFile, "proxy-auth-file", "", "file of user:password lines; enables proxy authentication")
 	fs.StringVar(&c.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration")
 	fs.StringVar(&c.HostsFile, "hosts-file", "/etc/hosts", "hosts file consulted before DNS")
-	fs.StringVar(&nat64, "nat64-prefix", "auto", "auto|none|PREFIX[,PREFIX] (RFC 6052 / RFC 7050)")
+	fs.StringVar(&nat64Prefix, "nat64-prefix", nat64.ModeAuto, "auto|none|PREFIX[,PREFIX] (RFC 6052 / RFC 7050)")
 	fs.BoolVar(&c.NAT64Strict, "nat64-strict", false, "refuse the Well-Known Prefix for non-global IPv4 (RFC 6052 §3.1)")
 	fs.IntVar(&c.HEFirstFamilyCount, "he-first-family-count", 1, "RFC 8305 First Address Family Count")
 	fs.DurationVar(&c.HEResolutionDelay, "he-resolution-delay", 50*time.Millisecond, "RFC 8305 Resolution Delay")
@@ -80,7 +82,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	if err := applyEnv(fs, getenv, &inbound); err != nil {
 		return nil, err
 	}
-	if err := c.finish(inbound, maxConns, nat64); err != nil {
+	if err := c.finish(inbound, maxConns, nat64Prefix); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -114,7 +116,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string, inbound *[]string) e
 	return err
 }
 
-func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
+func (c *Config) finish(inbound []string, maxConns, nat64Prefix string) error {
 	if len(inbound) == 0 {
 		inbound = []string{DefaultInbound}
 	}
@@ -139,7 +141,7 @@ func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
 		return flagErr("engine", string(c.Engine), errors.New("want auto, splice or goroutine"))
 	}
 	if maxConns == "" {
-		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(c.resolvedEngine()), true
+		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(c.ResolvedEngine()), true
 	} else if n, err := strconv.Atoi(maxConns); err != nil || n < 1 {
 		return flagErr("max-conns", maxConns, errors.New("want a positive integer"))
 	} else {
@@ -177,24 +179,17 @@ func (c *Config) finish(inbound []string, maxConns, nat64 string) error {
 	if c.HEMaxConcurrent < 1 {
 		return flagErr("he-max-concurrent", strconv.Itoa(c.HEMaxConcurrent), errors.New("want at least 1"))
 	}
-	mode, prefixes, err := ParseNAT64(nat64)
+	mode, prefixes, err := ParseNAT64(nat64Prefix)
 	if err != nil {
-		return flagErr("nat64-prefix", nat64, err)
+		return flagErr("nat64-prefix", nat64Prefix, err)
 	}
 	c.NAT64Mode, c.NAT64Prefixes = mode, prefixes
 	return nil
 }
 
-// resolvedEngine is the engine --engine auto stands for on this OS.
-func (c *Config) resolvedEngine() Engine {
-	if c.Engine == EngineAuto {
-		if runtime.GOOS == "linux" {
-			return EngineSplice
-		}
-		return EngineGoroutine
-	}
-	return c.Engine
-}
+// ResolvedEngine is the engine c.Engine stands for on this OS: auto means what
+// splice.ResolveEngine says, the engine main builds.
+func (c *Config) ResolvedEngine() Engine { return Engine(splice.ResolveEngine(string(c.Engine))) }
 
 func flagErr(name, value string, err error) error {
 	return fmt.Errorf("config: invalid value %q for --%s (%s): %w", value, name, EnvName(name), err)
@@ -259,10 +254,11 @@ func parsePort(s string) (uint16, error) {
 }
 
 // ParseNAT64 parses the --nat64-prefix value: auto, none, or a comma-separated list of RFC 6052
-// prefixes (lengths 32, 40, 48, 56, 64 or 96, bits 64-71 zero).
+// prefixes. A prefix is accepted exactly when nat64.ValidPrefix accepts it, the rule the data
+// path applies to configured prefixes, and is returned masked.
 func ParseNAT64(s string) (mode string, prefixes []netip.Prefix, err error) {
 	switch s {
-	case "auto", "none":
+	case nat64.ModeAuto, nat64.ModeNone:
 		return s, nil, nil
 	}
 	for _, item := range strings.Split(s, ",") {
@@ -270,27 +266,21 @@ func ParseNAT64(s string) (mode string, prefixes []netip.Prefix, err error) {
 		if err != nil {
 			return "", nil, fmt.Errorf("want auto, none or IPv6 prefixes: %w", err)
 		}
-		if err := ValidNAT64Prefix(p); err != nil {
+		if err := nat64.ValidPrefix(p); err != nil {
+			var pe *nat64.PrefixError
+			if errors.As(err, &pe) {
+				return "", nil, badPrefix{pe}
+			}
 			return "", nil, err
 		}
 		prefixes = append(prefixes, p.Masked())
 	}
-	return "static", prefixes, nil
+	return nat64.ModeStatic, prefixes, nil
 }
 
-// ValidNAT64Prefix checks a prefix against RFC 6052 §2.2: IPv6, one of the six lengths, and the
-// u octet (bits 64-71) zero.
-func ValidNAT64Prefix(p netip.Prefix) error {
-	if !p.Addr().Is6() || p.Addr().Is4In6() {
-		return fmt.Errorf("%s: not an IPv6 prefix", p)
-	}
-	switch p.Bits() {
-	case 32, 40, 48, 56, 64, 96:
-	default:
-		return fmt.Errorf("%s: length must be 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)", p)
-	}
-	if p.Bits() > 64 && p.Addr().As16()[8] != 0 {
-		return fmt.Errorf("%s: bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)", p)
-	}
-	return nil
-}
+// badPrefix is nat64's refusal worded as the tail of a flag error, which names the flag and the
+// value already: "PREFIX: rule", without nat64's preamble. It unwraps to the *nat64.PrefixError.
+type badPrefix struct{ pe *nat64.PrefixError }
+
+func (e badPrefix) Error() string { return e.pe.Prefix.String() + ": " + e.pe.Reason }
+func (e badPrefix) Unwrap() error { return e.pe }

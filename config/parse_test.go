@@ -1,11 +1,17 @@
 package config
 
 import (
+	"errors"
 	"io"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/nat64"
+	"github.com/nat464/nat464-sidecar/splice"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -105,6 +111,86 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 	}
 }
 
+// TestNAT64PrefixFlag holds --nat64-prefix to the rule the data path applies: every prefix the
+// flag accepts is one nat64.Prefixes keeps (none dropped silently at start), every one it refuses
+// nat64.ValidPrefix refuses too, and the messages stay what users have seen.
+func TestNAT64PrefixFlag(t *testing.T) {
+	const pre = `config: invalid value %q for --nat64-prefix (NAT464_NAT64_PREFIX): `
+	tests := []struct {
+		value string
+		mode  string
+		want  []string // the prefixes in use, in order
+		err   string   // the whole message, %q is the value
+	}{
+		{value: "auto", mode: nat64.ModeAuto},
+		{value: "none", mode: nat64.ModeNone},
+		{value: "64:ff9b::/96", mode: nat64.ModeStatic, want: []string{"64:ff9b::/96"}},     // the WKP
+		{value: "64:ff9b:1::/48", mode: nat64.ModeStatic, want: []string{"64:ff9b:1::/48"}}, // RFC 8215 local use
+		{value: "2001:db8::/32", mode: nat64.ModeStatic, want: []string{"2001:db8::/32"}},   // shortest length
+		{value: "2001:db8:100::/40", mode: nat64.ModeStatic, want: []string{"2001:db8:100::/40"}},
+		{value: "2001:db8:0:100::/56", mode: nat64.ModeStatic, want: []string{"2001:db8:0:100::/56"}},
+		{value: "2001:db8:1:2::/64", mode: nat64.ModeStatic, want: []string{"2001:db8:1:2::/64"}},
+		// Bits 64-71 lie past a /64: masked off, not a u octet.
+		{value: "2001:db8:1:2:ff00::/64", mode: nat64.ModeStatic, want: []string{"2001:db8:1:2::/64"}},
+		// Bits 72-95 of a /96 are prefix bits like any other.
+		{value: "2001:db8::1:0:0:0/96", mode: nat64.ModeStatic, want: []string{"2001:db8:0:0:1::/96"}},
+		// Host bits are masked.
+		{value: "64:ff9b::c000:201/96", mode: nat64.ModeStatic, want: []string{"64:ff9b::/96"}},
+		{value: " 2001:db8:64::/96 , 64:ff9b::/96", mode: nat64.ModeStatic, want: []string{"2001:db8:64::/96", "64:ff9b::/96"}},
+		// Given twice: accepted, used once.
+		{value: "64:ff9b::/96,64:ff9b::1/96", mode: nat64.ModeStatic, want: []string{"64:ff9b::/96"}},
+		{value: "64:ff9b::/95", err: pre + `64:ff9b::/95: length must be 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)`},
+		{value: "64:ff9b::/128", err: pre + `64:ff9b::/128: length must be 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)`},
+		{value: "::/0", err: pre + `::/0: length must be 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)`},
+		{value: "2001:db8::/72", err: pre + `2001:db8::/72: length must be 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)`},
+		{value: "2001:db8::ff00:0:0:0/96", err: pre + `2001:db8:0:0:ff00::/96: bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)`},
+		{value: "2001:db8::100:0:0:0/96", err: pre + `2001:db8:0:0:100::/96: bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)`},
+		{value: "64:ff9b::/96,2001:db8::ff00:0:0:0/96", err: pre + `2001:db8:0:0:ff00::/96: bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)`},
+		{value: "192.0.2.0/24", err: pre + `192.0.2.0/24: not an IPv6 prefix`},
+		{value: "::ffff:0:0/96", err: pre + `::ffff:0.0.0.0/96: not an IPv6 prefix`},
+		{value: "fe80::%eth0/64", err: pre + `want auto, none or IPv6 prefixes: netip.ParsePrefix("fe80::%eth0/64"): IPv6 zones cannot be present in a prefix`},
+		{value: "64:ff9b::/96,", err: pre + `want auto, none or IPv6 prefixes: netip.ParsePrefix(""): no '/'`},
+		{value: "static", err: pre + `want auto, none or IPv6 prefixes: netip.ParsePrefix("static"): no '/'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			c, err := Parse([]string{"--nat64-prefix", tt.value}, env(nil), io.Discard)
+			if tt.err != "" {
+				if want := strings.Replace(tt.err, "%q", strconv.Quote(tt.value), 1); err == nil || err.Error() != want {
+					t.Fatalf("err = %v,\nwant %s", err, want)
+				}
+				for _, item := range strings.Split(tt.value, ",") {
+					p, perr := netip.ParsePrefix(strings.TrimSpace(item))
+					if perr == nil && nat64.ValidPrefix(p) != nil && !errors.Is(err, nat64.ErrBadPrefix) {
+						t.Errorf("refused by nat64's rule, but err %v does not wrap nat64.ErrBadPrefix", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.NAT64Mode != tt.mode {
+				t.Errorf("mode %q, want %q", c.NAT64Mode, tt.mode)
+			}
+			for _, p := range c.NAT64Prefixes {
+				if err := nat64.ValidPrefix(p); err != nil {
+					t.Errorf("the flag accepted %s, which nat64 refuses: %v", p, err)
+				}
+			}
+			// What the data path does with the flag's result (main passes both fields as is).
+			ps := &nat64.Prefixes{Mode: c.NAT64Mode, Configured: c.NAT64Prefixes}
+			var got []string
+			for _, p := range ps.Current() {
+				got = append(got, p.String())
+			}
+			if tt.mode == nat64.ModeStatic && (!slices.Equal(got, tt.want) || ps.Source() != nat64.SourceConfigured) {
+				t.Errorf("in use: %v (%s), want %v (%s)", got, ps.Source(), tt.want, nat64.SourceConfigured)
+			}
+		})
+	}
+}
+
 func TestParseEnvTwins(t *testing.T) {
 	c, err := Parse([]string{"--engine", "goroutine"}, env(map[string]string{
 		"NAT464_INBOUND":           "8080=80, [2001:db8::1]:9090=127.0.0.1:90",
@@ -141,8 +227,29 @@ func TestEnvName(t *testing.T) {
 	}
 }
 
+// TestEngineAuto: --engine auto means what splice.ResolveEngine says, the engine main builds, so
+// the derived --max-conns counts the fds of the engine that actually runs.
+func TestEngineAuto(t *testing.T) {
+	for _, v := range []string{"auto", "splice", "goroutine"} {
+		c, err := Parse([]string{"--engine", v}, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Engine(splice.ResolveEngine(v))
+		if got := c.ResolvedEngine(); got != want {
+			t.Errorf("--engine %s resolves to %q, splice.ResolveEngine says %q", v, got, want)
+		}
+		if c.Engine != Engine(v) {
+			t.Errorf("--engine %s: Engine = %q, want the value as given", v, c.Engine)
+		}
+		if c.MaxConns != DefaultMaxConns(want) {
+			t.Errorf("--engine %s: derived --max-conns %d, want %d (the %s engine's)", v, c.MaxConns, DefaultMaxConns(want), want)
+		}
+	}
+}
+
 func TestMaxConnsFor(t *testing.T) {
-	if got := maxConnsFor(20000, EngineSplice); got != (20000-fdReserve-2*DefaultMaxPipes)/2 {
+	if got := maxConnsFor(20000, EngineSplice); got != (20000-fdReserve-2*splice.DefaultMaxPipes)/2 {
 		t.Errorf("maxConnsFor(20000, splice) = %d", got)
 	}
 	if got := maxConnsFor(20000, EngineGoroutine); got != (20000-fdReserve)/6 {

@@ -36,7 +36,7 @@ type Frontend interface {
 }
 
 // Dialer connects to the destination a proxy client asked for. The Happy Eyeballs dialer in
-// package eyeballs implements it; errors are classified with errors.Is (see socks.ReplyFor).
+// package eyeballs implements it; errors are classified with errors.Is (see ReplyFor).
 type Dialer interface {
 	DialContext(ctx context.Context, host string, port uint16) (net.Conn, error)
 }

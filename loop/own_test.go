@@ -88,8 +88,8 @@ func TestOwnSocketsCheck(t *testing.T) {
 			if !errors.Is(err, ErrSelf) || !errors.Is(err, socks.ErrPolicy) {
 				t.Errorf("err %v does not wrap ErrSelf and socks.ErrPolicy", err)
 			}
-			if socks.ReplyFor(err) != socks.ReplyNotAllowed || socks.SOCKS4ReplyFor(err) != socks.Reply4Rejected ||
-				socks.HTTPStatusFor(err) != socks.StatusForbidden {
+			if ReplyFor(err) != socks.ReplyNotAllowed || SOCKS4ReplyFor(err) != socks.Reply4Rejected ||
+				HTTPStatusFor(err) != socks.StatusForbidden {
 				t.Errorf("err %v is not answered 02 / 91 / 403", err)
 			}
 		})

@@ -130,7 +130,7 @@ func (o *owner) dialed(err error) {
 	case errors.Is(err, ErrSelf):
 		o.cfg.Metrics.reject(RejectSelf)
 		msg = "proxy request refused: the destination is the sidecar itself"
-	case socks.ReplyFor(err) == socks.ReplyNotAllowed:
+	case ReplyFor(err) == socks.ReplyNotAllowed:
 		o.cfg.Metrics.reject(RejectPolicy)
 	}
 	o.cfg.log().Log(context.Background(), dialLevel(err), msg, "protocol", req.proto.String(), "dest", req.String(),

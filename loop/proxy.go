@@ -102,11 +102,11 @@ func (r *request) failureReply(err error) []byte {
 func failureReply(p socks.Protocol, err error) []byte {
 	switch p {
 	case socks.ProtocolSOCKS5:
-		return socks.AppendReply(nil, socks.ReplyFor(err), zeroBind)
+		return socks.AppendReply(nil, ReplyFor(err), zeroBind)
 	case socks.ProtocolSOCKS4:
-		return socks.AppendSOCKS4Reply(nil, socks.SOCKS4ReplyFor(err))
+		return socks.AppendSOCKS4Reply(nil, SOCKS4ReplyFor(err))
 	case socks.ProtocolHTTP:
-		return socks.AppendHTTPResponse(nil, socks.HTTPStatusFor(err))
+		return socks.AppendHTTPResponse(nil, HTTPStatusFor(err))
 	}
 	return nil
 }
@@ -117,17 +117,17 @@ func replyName(p socks.Protocol, err error) string {
 		if err == nil {
 			return socks.ReplySucceeded.String()
 		}
-		return socks.ReplyFor(err).String()
+		return ReplyFor(err).String()
 	case socks.ProtocolSOCKS4:
 		if err == nil {
 			return socks.Reply4Granted.String()
 		}
-		return socks.SOCKS4ReplyFor(err).String()
+		return SOCKS4ReplyFor(err).String()
 	}
 	if err == nil {
 		return "200"
 	}
-	return strconv.Itoa(socks.HTTPStatusFor(err))
+	return strconv.Itoa(HTTPStatusFor(err))
 }
 
 // feed consumes as many complete handshake messages from in as it can. It returns how many bytes

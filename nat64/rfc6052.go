@@ -19,22 +19,37 @@ var WKP = netip.MustParsePrefix("64:ff9b::/96")
 // uOctet is the index of bits 64-71, which must be zero in every IPv4-embedded address.
 const uOctet = 8
 
-// ValidPrefix checks p against RFC 6052 §2.2: an IPv6 prefix (not IPv4-mapped) of length 32,
-// 40, 48, 56, 64 or 96 whose bits 64-71 are zero. The error wraps ErrBadPrefix.
+// ValidPrefix checks p against RFC 6052 §2.2: an IPv6 prefix (not IPv4-mapped, no zone) of
+// length 32, 40, 48, 56, 64 or 96 whose bits 64-71 are zero (bits past the length do not count:
+// they are masked off). It is the sidecar's only such rule: Prefixes keeps the configured
+// prefixes that pass it, and config accepts a --nat64-prefix value by it. The error is a
+// *PrefixError.
 func ValidPrefix(p netip.Prefix) error {
 	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-		return fmt.Errorf("%w: %s is not an IPv6 prefix", ErrBadPrefix, p)
+		return &PrefixError{p, "not an IPv6 prefix"}
 	}
 	switch p.Bits() {
 	case 32, 40, 48, 56, 64, 96:
 	default:
-		return fmt.Errorf("%w: %s: length must be 32, 40, 48, 56, 64 or 96", ErrBadPrefix, p)
+		return &PrefixError{p, "length must be 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)"}
 	}
 	if p.Masked().Addr().As16()[uOctet] != 0 {
-		return fmt.Errorf("%w: %s: bits 64-71 (the u octet) must be zero", ErrBadPrefix, p)
+		return &PrefixError{p, "bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)"}
 	}
 	return nil
 }
+
+// PrefixError is a prefix ValidPrefix refuses and the rule it breaks. It wraps ErrBadPrefix.
+type PrefixError struct {
+	Prefix netip.Prefix
+	Reason string // the rule broken, worded to follow "PREFIX: "
+}
+
+func (e *PrefixError) Error() string {
+	return fmt.Sprintf("%v: %s: %s", ErrBadPrefix, e.Prefix, e.Reason)
+}
+
+func (e *PrefixError) Unwrap() error { return ErrBadPrefix }
 
 // positions returns the byte offsets in the 16-byte address that hold the four IPv4 octets
 // for a prefix of the given length (RFC 6052 §2.2 table), skipping the u octet.

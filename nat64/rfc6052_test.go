@@ -67,8 +67,13 @@ func TestInvalidPrefixes(t *testing.T) {
 		"192.0.2.0/24", "::ffff:0:0/96",
 	} {
 		p := netip.MustParsePrefix(s)
-		if err := ValidPrefix(p); !errors.Is(err, ErrBadPrefix) {
+		err := ValidPrefix(p)
+		if !errors.Is(err, ErrBadPrefix) {
 			t.Errorf("ValidPrefix(%s) = %v, want ErrBadPrefix", s, err)
+		}
+		var pe *PrefixError
+		if !errors.As(err, &pe) || pe.Prefix != p || pe.Reason == "" {
+			t.Errorf("ValidPrefix(%s) = %#v, want a *PrefixError naming the prefix and the rule", s, err)
 		}
 		if _, err := Compose(p, v4); !errors.Is(err, ErrBadPrefix) {
 			t.Errorf("Compose(%s) = %v, want ErrBadPrefix", s, err)

@@ -4,9 +4,14 @@
 // Protocol details only; no sockets. Parsers work incrementally over a byte slice and return
 // the message, the number of bytes it took, and an error. Given too few bytes a parser returns
 // [ErrNeedMore] and consumes nothing (n == 0), which fits a Peek/Discard event loop: peek at
-// what has arrived, parse, and discard n bytes only on success. Every other error is final and
-// the caller answers it (see [ReplyFor], [SOCKS4ReplyFor] and [HTTPStatusFor]) and closes.
-// Parsers validate fields as soon as they arrive, so a bad message fails before it is complete.
+// what has arrived, parse, and discard n bytes only on success. Every other error is final: the
+// caller answers it and closes. Parsers validate fields as soon as they arrive, so a bad message
+// fails before it is complete.
+//
+// Which reply code answers which error is decided by the package that answers clients
+// (loop.ReplyFor), whose table also names the resolver's and NAT64's sentinels. This package
+// imports no other package of the module, so the fuzzed parsers compile without the DNS stack
+// or a metrics client (leaf_test.go holds it to that).
 //
 // Encoders are append-style (AppendX(dst, ...) []byte) so callers can reuse buffers. The server
 // side (replies) is what the proxy needs; the client side (requests, and parsers for replies)

@@ -3,7 +3,7 @@ package socks
 import "errors"
 
 // Sentinel errors. Parsers wrap them with detail (errors.Is classifies); the mapping to reply
-// codes is in reply.go.
+// codes is loop.ReplyFor's.
 var (
 	// ErrNeedMore says the input ends before the message does; nothing was consumed.
 	ErrNeedMore = errors.New("socks: need more bytes")

@@ -13,9 +13,12 @@ const (
 	stateClosed
 )
 
+// DefaultMaxPipes bounds the pipe pool when Options.MaxPipes is zero. Each pipe holds 2 fds, so
+// the pool can hold 512; config sets the derived --max-conns aside for them.
+const DefaultMaxPipes = 256
+
 const (
 	defaultPipeSize       = 1 << 20
-	defaultMaxPipes       = 256
 	defaultConnectTimeout = 10 * time.Second
 )
 
@@ -30,7 +33,7 @@ func (o *Options) maxPipes() int {
 	if o.MaxPipes > 0 {
 		return o.MaxPipes
 	}
-	return defaultMaxPipes
+	return DefaultMaxPipes
 }
 
 // DefaultLoops is the number of epoll loops when Options.Loops is zero: one per CPU the Go
@@ -63,15 +66,24 @@ func (f *Flow) connectTimeout() time.Duration {
 	return defaultConnectTimeout
 }
 
+// ResolveEngine names the engine NewEngine builds for name: "auto" (or empty) is "splice" on
+// Linux, where the splice engine exists, and "goroutine" elsewhere; any other name is returned
+// unchanged. It is the one place that says what auto means: config derives --max-conns from its
+// answer and main plans its loops with it, so neither can disagree with the engine built.
+func ResolveEngine(name string) string {
+	if name != "auto" && name != "" {
+		return name
+	}
+	if runtime.GOOS == "linux" {
+		return "splice"
+	}
+	return "goroutine"
+}
+
 // NewEngine builds the engine called name: "splice" (Linux only), "goroutine", or "auto" (or
-// empty), which is splice on Linux and goroutine elsewhere.
+// empty), which is what ResolveEngine says.
 func NewEngine(name string, o Options) (Engine, error) {
-	switch name {
-	case "auto", "":
-		if runtime.GOOS != "linux" {
-			return NewGoroutine(o), nil
-		}
-		return NewEngine("splice", o)
+	switch ResolveEngine(name) {
 	case "splice":
 		e, err := NewSplice(o)
 		if err != nil {

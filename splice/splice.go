@@ -166,9 +166,8 @@ type Options struct {
 	IdleTimeout time.Duration
 	// PipeSize is the capacity asked for each pooled pipe (F_SETPIPE_SZ); if zero, 1 MiB.
 	PipeSize int
-	// MaxPipes bounds the pool; a direction that finds every pipe lent copies through a
-	// buffer instead. If zero, 256
-	// (config.DefaultMaxPipes; the flow cap is derived from it).
+	// MaxPipes bounds the pool; a direction that finds every pipe lent copies through a buffer
+	// instead. If zero, DefaultMaxPipes (256; config's derived flow cap counts on it).
 	MaxPipes int
 	// Loops is the number of epoll loops; if zero, DefaultLoops.
 	Loops int

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,17 +30,6 @@ type sidecar struct {
 	procs  int // GOMAXPROCS in force
 }
 
-// engineName maps --engine to the relay engine: auto is splice on Linux, goroutines elsewhere.
-func engineName(e config.Engine) string {
-	if e == config.EngineAuto {
-		if runtime.GOOS == "linux" {
-			return "splice"
-		}
-		return "goroutine"
-	}
-	return string(e)
-}
-
 func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	sc := &sidecar{cfg: cfg, log: lg, auth: &loop.Auth{}}
 	defer func() {
@@ -62,9 +50,10 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		return nil, err
 	}
 	// The loop counts are fixed before GOMAXPROCS is raised for them.
-	plan := planLoops(runtimeProcs, engineName(cfg.Engine), cfg.ProxyListen != "")
-	sc.engine, err = splice.NewEngine(engineName(cfg.Engine), splice.Options{Loops: plan.splice,
-		IdleTimeout: cfg.IdleTimeout, MaxPipes: config.DefaultMaxPipes, Metrics: splice.NewMetrics(reg)})
+	engine := string(cfg.ResolvedEngine())
+	plan := planLoops(runtimeProcs, engine, cfg.ProxyListen != "")
+	sc.engine, err = splice.NewEngine(engine, splice.Options{Loops: plan.splice,
+		IdleTimeout: cfg.IdleTimeout, MaxPipes: splice.DefaultMaxPipes, Metrics: splice.NewMetrics(reg)})
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,10 +19,12 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeProxy is a one-connection-at-a-time proxy built from package socks: it answers with
-// dialErr's reply (success when nil) and then echoes the tunnel, or relays it to upstream.
+// refuse (success when zero) and then echoes the tunnel, or relays it to upstream. The codes
+// are scripted, not derived from errors: the sidecar's error -> code table is package loop's,
+// and the client under test only needs to read whatever code arrives.
 type fakeProxy struct {
 	creds    *socks.UserPass // required credentials, nil for none
-	dialErr  error
+	refuse   int             // if nonzero, the REP, CD or HTTP status every request gets
 	silent   bool            // read the handshake but never answer
 	upstream string          // if set, every tunnel goes there instead of echoing
 	seen     chan socks.Addr // if set, receives each requested destination
@@ -65,7 +66,7 @@ func (p *fakeProxy) serve(nc net.Conn) {
 	}
 	var answer []byte
 	var dest socks.Addr
-	ok := p.dialErr == nil
+	ok := p.refuse == 0
 	switch socks.Detect(first) {
 	case socks.ProtocolSOCKS5:
 		answer, ok, dest = p.socks5(c)
@@ -75,18 +76,25 @@ func (p *fakeProxy) serve(nc net.Conn) {
 			return
 		}
 		dest = req.Dest
-		answer = socks.AppendSOCKS4Reply(nil, socks.SOCKS4ReplyFor(p.dialErr))
+		cd := socks.Reply4Granted
+		if p.refuse != 0 {
+			cd = socks.Reply4(p.refuse)
+		}
+		answer = socks.AppendSOCKS4Reply(nil, cd)
 	case socks.ProtocolHTTP:
 		req, err := next(c, socks.ParseHTTPConnect)
 		dest = req.Dest
-		if err == nil && p.creds != nil && (!req.HasAuth || req.User != p.creds.Username || req.Password != p.creds.Password) {
-			err = socks.ErrAuth
+		status := socks.StatusOK
+		switch {
+		case err != nil:
+			status = socks.StatusBadRequest
+		case p.creds != nil && (!req.HasAuth || req.User != p.creds.Username || req.Password != p.creds.Password):
+			status = socks.StatusProxyAuthRequired
+		case p.refuse != 0:
+			status = p.refuse
 		}
-		if err == nil {
-			err = p.dialErr
-		}
-		answer = socks.AppendHTTPResponse(nil, socks.HTTPStatusFor(err))
-		ok = err == nil
+		answer = socks.AppendHTTPResponse(nil, status)
+		ok = status == socks.StatusOK
 	}
 	if answer == nil || p.silent {
 		io.Copy(io.Discard, c) // until the client gives up
@@ -151,12 +159,16 @@ func (p *fakeProxy) socks5(c *conn) ([]byte, bool, socks.Addr) {
 	}
 	req, err := next(c, socks.ParseRequest)
 	if err != nil {
-		return socks.AppendReply(nil, socks.ReplyFor(err), netip.AddrPort{}), false, socks.Addr{}
+		// One code for every bad request: what the sidecar answers is loop's tests' business.
+		return socks.AppendReply(nil, socks.ReplyGeneralFailure, netip.AddrPort{}), false, socks.Addr{}
 	}
 	if p.silent {
 		return []byte{}, false, req.Dest
 	}
-	rep := socks.ReplyFor(p.dialErr)
+	rep := socks.ReplySucceeded
+	if p.refuse != 0 {
+		rep = socks.Reply(p.refuse)
+	}
 	bnd := netip.MustParseAddrPort("[2001:db8::1]:4242")
 	return socks.AppendReply(nil, rep, bnd), rep == socks.ReplySucceeded, req.Dest
 }
@@ -205,13 +217,13 @@ func TestClient(t *testing.T) {
 		{"socks5 auth", fakeProxy{creds: alice}, Client{Auth: alice}, socks.ProtocolSOCKS5, v6, 0, nil},
 		{"socks5 bad password", fakeProxy{creds: alice}, Client{Auth: mallory}, socks.ProtocolSOCKS5, v6, 0, ErrRejected},
 		{"socks5 no acceptable", fakeProxy{creds: alice}, Client{}, socks.ProtocolSOCKS5, v6, 0, ErrRejected},
-		{"socks5 refused", fakeProxy{dialErr: syscall.ECONNREFUSED}, Client{}, socks.ProtocolSOCKS5, name, 5, nil},
+		{"socks5 refused", fakeProxy{refuse: 5}, Client{}, socks.ProtocolSOCKS5, name, 5, nil},
 		{"socks4a", fakeProxy{}, Client{Early: []byte("x")}, socks.ProtocolSOCKS4, name, 90, nil},
-		{"socks4 failure", fakeProxy{dialErr: syscall.EHOSTUNREACH}, Client{}, socks.ProtocolSOCKS4,
+		{"socks4 failure", fakeProxy{refuse: 91}, Client{}, socks.ProtocolSOCKS4,
 			socks.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 80}, 91, nil},
 		{"http", fakeProxy{creds: alice}, Client{Auth: alice, Early: []byte("GET / HTTP/1.1\r\n\r\n")}, socks.ProtocolHTTP, v6, 200, nil},
 		{"http auth required", fakeProxy{creds: alice}, Client{}, socks.ProtocolHTTP, name, 407, nil},
-		{"http timeout", fakeProxy{dialErr: context.DeadlineExceeded}, Client{}, socks.ProtocolHTTP, name, 504, nil},
+		{"http timeout", fakeProxy{refuse: 504}, Client{}, socks.ProtocolHTTP, name, 504, nil},
 	}
 	fds := countFDs()
 	for _, tt := range tests {

@@ -10,11 +10,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/splice"
 )
 
-// poolSize is the splice engine's pipe pool (splice.Options.MaxPipes, config.DefaultMaxPipes);
+// poolSize is the splice engine's pipe pool (splice.DefaultMaxPipes, which the binary uses);
 // no flag sets it, so the test puts 1x, 2x and 4x this many flows in flight.
-const poolSize = 256
+const poolSize = splice.DefaultMaxPipes
 
 // rssCap bounds the sidecar's resident memory under any item: payload stays in the kernel
 // (pipes, socket buffers), so the process itself should need a few tens of MiB.

@@ -1,4 +1,4 @@
-package socks
+package loop
 
 import (
 	"context"
@@ -9,7 +9,12 @@ import (
 
 	"github.com/nat464/nat464-sidecar/nat64"
 	"github.com/nat464/nat464-sidecar/resolver"
+	"github.com/nat464/nat464-sidecar/socks"
 )
+
+// The error -> reply-code table. It lives here, in the package that answers clients, and not in
+// socks: its rows name the sentinels of resolver and nat64, and socks stays a leaf (wire formats
+// only, nothing of the DNS stack or the metrics client; socks/leaf_test.go checks it).
 
 // class is what went wrong, independent of the protocol that reports it.
 type class uint8
@@ -31,32 +36,33 @@ const (
 
 // answers gives each class its SOCKS5 REP, SOCKS4 CD and HTTP status.
 var answers = [...]struct {
-	rep    Reply
-	rep4   Reply4
+	rep    socks.Reply
+	rep4   socks.Reply4
 	status int
 }{
-	classGeneral:         {ReplyGeneralFailure, Reply4Rejected, StatusBadGateway},
-	classPolicy:          {ReplyNotAllowed, Reply4Rejected, StatusForbidden},
-	classNetUnreachable:  {ReplyNetworkUnreachable, Reply4Rejected, StatusBadGateway},
-	classHostUnreachable: {ReplyHostUnreachable, Reply4Rejected, StatusBadGateway},
-	classRefused:         {ReplyConnectionRefused, Reply4Rejected, StatusBadGateway},
-	classTimeout:         {ReplyTTLExpired, Reply4Rejected, StatusGatewayTimeout},
-	classDNSTimeout:      {ReplyHostUnreachable, Reply4Rejected, StatusGatewayTimeout},
-	classCommand:         {ReplyCommandNotSupported, Reply4Rejected, StatusMethodNotAllowed},
-	classAddrType:        {ReplyAddrTypeUnsupported, Reply4Rejected, StatusBadRequest},
-	classAuth:            {ReplyGeneralFailure, Reply4Rejected, StatusProxyAuthRequired},
-	classBadRequest:      {ReplyGeneralFailure, Reply4Rejected, StatusBadRequest},
-	classMethod:          {ReplyCommandNotSupported, Reply4Rejected, StatusMethodNotAllowed},
+	classGeneral:         {socks.ReplyGeneralFailure, socks.Reply4Rejected, socks.StatusBadGateway},
+	classPolicy:          {socks.ReplyNotAllowed, socks.Reply4Rejected, socks.StatusForbidden},
+	classNetUnreachable:  {socks.ReplyNetworkUnreachable, socks.Reply4Rejected, socks.StatusBadGateway},
+	classHostUnreachable: {socks.ReplyHostUnreachable, socks.Reply4Rejected, socks.StatusBadGateway},
+	classRefused:         {socks.ReplyConnectionRefused, socks.Reply4Rejected, socks.StatusBadGateway},
+	classTimeout:         {socks.ReplyTTLExpired, socks.Reply4Rejected, socks.StatusGatewayTimeout},
+	classDNSTimeout:      {socks.ReplyHostUnreachable, socks.Reply4Rejected, socks.StatusGatewayTimeout},
+	classCommand:         {socks.ReplyCommandNotSupported, socks.Reply4Rejected, socks.StatusMethodNotAllowed},
+	classAddrType:        {socks.ReplyAddrTypeUnsupported, socks.Reply4Rejected, socks.StatusBadRequest},
+	classAuth:            {socks.ReplyGeneralFailure, socks.Reply4Rejected, socks.StatusProxyAuthRequired},
+	classBadRequest:      {socks.ReplyGeneralFailure, socks.Reply4Rejected, socks.StatusBadRequest},
+	classMethod:          {socks.ReplyCommandNotSupported, socks.Reply4Rejected, socks.StatusMethodNotAllowed},
 }
 
 // ReplyFor maps a handshake, resolve or dial error to a SOCKS5 reply code (SPEC-NOTES §5.3).
 // The first matching row wins:
 //
 //	00 succeeded                   nil
-//	01 general failure             ErrAuth, ErrMalformed, ErrVersion, ErrHeaderTooLarge
-//	02 not allowed by ruleset      ErrPolicy, nat64.ErrPolicy
-//	07 command not supported       ErrCommandNotSupported, ErrMethodNotAllowed
-//	08 address type not supported  ErrAddrTypeNotSupported
+//	01 general failure             socks.ErrAuth, socks.ErrMalformed, socks.ErrVersion,
+//	                               socks.ErrHeaderTooLarge
+//	02 not allowed by ruleset      socks.ErrPolicy, nat64.ErrPolicy
+//	07 command not supported       socks.ErrCommandNotSupported, socks.ErrMethodNotAllowed
+//	08 address type not supported  socks.ErrAddrTypeNotSupported
 //	03 network unreachable         nat64.ErrNoPrefix
 //	04 host unreachable            resolver.ErrTimeout (no nameserver answered: the host could
 //	                               not be found, so not 06, which says a connect timed out)
@@ -73,29 +79,29 @@ var answers = [...]struct {
 //
 // Classification uses errors.Is and errors.As only, never the error text, so wrapping
 // (fmt.Errorf %w, *net.OpError around *os.SyscallError, errors.Join) does not matter.
-func ReplyFor(err error) Reply {
+func ReplyFor(err error) socks.Reply {
 	if err == nil {
-		return ReplySucceeded
+		return socks.ReplySucceeded
 	}
 	return answers[classify(err)].rep
 }
 
 // SOCKS4ReplyFor maps err to a SOCKS4 reply: 90 for nil, 91 for every failure (SOCKS4 has no
 // finer codes; 92 and 93 are about identd, which the proxy does not use).
-func SOCKS4ReplyFor(err error) Reply4 {
+func SOCKS4ReplyFor(err error) socks.Reply4 {
 	if err == nil {
-		return Reply4Granted
+		return socks.Reply4Granted
 	}
 	return answers[classify(err)].rep4
 }
 
 // HTTPStatusFor maps err to the status answering a CONNECT: 200 for nil; 403 policy; 405
 // non-CONNECT method or unsupported command; 400 malformed request, oversized header or bad
-// address; 407 ErrAuth; 504 timeouts, a nameserver's included; 502 refused, unreachable,
+// address; 407 socks.ErrAuth; 504 timeouts, a nameserver's included; 502 refused, unreachable,
 // other resolve failures and the rest.
 func HTTPStatusFor(err error) int {
 	if err == nil {
-		return StatusOK
+		return socks.StatusOK
 	}
 	return answers[classify(err)].status
 }
@@ -105,17 +111,17 @@ var sentinels = [...]struct {
 	err error
 	c   class
 }{
-	{ErrAuth, classAuth},
-	{ErrPolicy, classPolicy},
+	{socks.ErrAuth, classAuth},
+	{socks.ErrPolicy, classPolicy},
 	{nat64.ErrPolicy, classPolicy},
 	{nat64.ErrNoPrefix, classNetUnreachable},
-	{ErrCommandNotSupported, classCommand},
-	{ErrMethodNotAllowed, classMethod},
-	{ErrAddrTypeNotSupported, classAddrType},
-	{ErrHeaderTooLarge, classBadRequest},
-	{ErrMalformed, classBadRequest},
-	{ErrVersion, classBadRequest},
-	{ErrNeedMore, classBadRequest},
+	{socks.ErrCommandNotSupported, classCommand},
+	{socks.ErrMethodNotAllowed, classMethod},
+	{socks.ErrAddrTypeNotSupported, classAddrType},
+	{socks.ErrHeaderTooLarge, classBadRequest},
+	{socks.ErrMalformed, classBadRequest},
+	{socks.ErrVersion, classBadRequest},
+	{socks.ErrNeedMore, classBadRequest},
 	// Before the negative answers: when one family timed out and the other had no records,
 	// the timed-out family may have held the address.
 	{resolver.ErrTimeout, classDNSTimeout},
