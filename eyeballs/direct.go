@@ -24,7 +24,7 @@ func (d *Dialer) Direct(host string, port uint16) (target netip.AddrPort, done f
 		return netip.AddrPort{}, nil, false, nil
 	}
 	r := &race{d: d, host: host, port: port}
-	r.sorter.v4route = d.hasIPv4Route()
+	r.sorter.v4route = d.hasIPv4Route(time.Now())
 	c, _ := r.candidate(lit)
 	network, target, path, err := r.target(c)
 	if err != nil {

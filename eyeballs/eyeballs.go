@@ -187,14 +187,14 @@ func (d *Dialer) dialAttempt(ctx context.Context, network string, addr netip.Add
 // source address, it sends nothing.
 var probeAddr = &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}
 
-// hasIPv4Route reports whether non-loopback IPv4 destinations are reachable natively.
-func (d *Dialer) hasIPv4Route() bool {
+// hasIPv4Route reports whether non-loopback IPv4 destinations are reachable natively; now
+// decides whether the last probe is still fresh.
+func (d *Dialer) hasIPv4Route(now time.Time) bool {
 	if d.HasIPv4Route != nil {
 		return d.HasIPv4Route()
 	}
 	d.routeMu.Lock()
 	defer d.routeMu.Unlock()
-	now := time.Now()
 	if !d.routeAt.IsZero() && now.Sub(d.routeAt) < d.routeProbeInterval() {
 		return d.routeOK
 	}

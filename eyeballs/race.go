@@ -34,9 +34,9 @@ func (d *Dialer) DialContext(ctx context.Context, host string, port uint16) (net
 	ctx, cancel := context.WithTimeout(ctx, d.timeout())
 	defer cancel()
 	r := &race{d: d, host: host, port: port, start: time.Now(), seen: map[netip.Addr]bool{}}
-	r.sorter.v4route = d.hasIPv4Route()
+	r.sorter.v4route = d.hasIPv4Route(r.start)
 	r.sorter.hasNAT64 = d.NAT64 != nil && d.NAT64.HasPrefix()
-	r.sorter.winner, _ = d.winner(host)
+	r.sorter.winner, _ = d.winner(host, r.start)
 	r.preferred = 6
 	if r.sorter.winner.Is4() {
 		r.preferred = 4 // history says this host is best reached over IPv4
@@ -327,7 +327,7 @@ func (r *race) nextWake() (time.Time, bool) {
 }
 
 func (r *race) win(res result) net.Conn {
-	r.d.remember(r.host, res.cand.addr, res.rtt)
+	r.d.remember(r.host, res.cand.addr, res.rtt, time.Now())
 	r.d.Metrics.won(res.cand.family(), res.path, time.Since(r.start))
 	r.d.logf("eyeballs: %s: connected %s %s (%s) in %v", r.host, res.network, res.target, res.path, res.rtt)
 	return res.conn
