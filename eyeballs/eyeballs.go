@@ -8,6 +8,13 @@
 // when the pod has an IPv4 route (and always for 127.0.0.0/8), otherwise through an address
 // synthesized with the current NAT64 prefix at connect time.
 //
+// The race is a state machine, Race: it is told the answers, the attempts' outcomes and the
+// time, and says which attempts to start and when to look again; it has no goroutines, timers
+// or sockets of its own. Dialer.DialContext is its goroutine driver (a goroutine per attempt,
+// a timer, the resolver's channel); the splice event loop is to be the other, making the
+// attempts as non-blocking connects on the loop that relays the flow. Direct plans the one
+// connect of an IP literal for such a caller.
+//
 // It does not parse DNS (see package resolver) or compute prefixes (see package nat64).
 package eyeballs
 
