@@ -3,7 +3,6 @@ package eyeballs
 import (
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -19,12 +18,12 @@ import (
 // rules the literal out. On success the caller must call done exactly once with the connect's
 // outcome, so that the attempt and its result are counted as DialContext would count them.
 func (d *Dialer) Direct(host string, port uint16) (target netip.AddrPort, done func(error), ok bool, err error) {
-	lit, perr := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
-	if perr != nil || lit.Zone() != "" {
+	lit, ok := parseLiteral(host)
+	if !ok || lit.Zone() != "" {
 		return netip.AddrPort{}, nil, false, nil
 	}
-	r := &race{d: d, host: host, port: port}
-	r.sorter.v4route = d.hasIPv4Route()
+	r := &Race{d: d, host: host, port: port}
+	r.sorter.v4route = d.hasIPv4Route(time.Now())
 	c, _ := r.candidate(lit)
 	network, target, path, err := r.target(c)
 	if err != nil {

@@ -8,6 +8,13 @@
 // when the pod has an IPv4 route (and always for 127.0.0.0/8), otherwise through an address
 // synthesized with the current NAT64 prefix at connect time.
 //
+// The race is a state machine, Race: it is told the answers, the attempts' outcomes and the
+// time, and says which attempts to start and when to look again; it has no goroutines, timers
+// or sockets of its own. Dialer.DialContext is its goroutine driver (a goroutine per attempt,
+// a timer, the resolver's channel); the splice event loop is to be the other, making the
+// attempts as non-blocking connects on the loop that relays the flow. Direct plans the one
+// connect of an IP literal for such a caller.
+//
 // It does not parse DNS (see package resolver) or compute prefixes (see package nat64).
 package eyeballs
 
@@ -187,14 +194,14 @@ func (d *Dialer) dialAttempt(ctx context.Context, network string, addr netip.Add
 // source address, it sends nothing.
 var probeAddr = &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}
 
-// hasIPv4Route reports whether non-loopback IPv4 destinations are reachable natively.
-func (d *Dialer) hasIPv4Route() bool {
+// hasIPv4Route reports whether non-loopback IPv4 destinations are reachable natively; now
+// decides whether the last probe is still fresh.
+func (d *Dialer) hasIPv4Route(now time.Time) bool {
 	if d.HasIPv4Route != nil {
 		return d.HasIPv4Route()
 	}
 	d.routeMu.Lock()
 	defer d.routeMu.Unlock()
-	now := time.Now()
 	if !d.routeAt.IsZero() && now.Sub(d.routeAt) < d.routeProbeInterval() {
 		return d.routeOK
 	}

@@ -18,27 +18,27 @@ func historyKey(host string) string {
 	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
 
-// winner returns the remembered winner for host, if fresh.
-func (d *Dialer) winner(host string) (netip.Addr, bool) {
+// winner returns the remembered winner for host, if fresh at now.
+func (d *Dialer) winner(host string, now time.Time) (netip.Addr, bool) {
 	if d.historySize() == 0 {
 		return netip.Addr{}, false
 	}
 	d.histMu.Lock()
 	defer d.histMu.Unlock()
 	e, ok := d.hist[historyKey(host)]
-	if !ok || time.Since(e.at) >= d.historyTTL() {
+	if !ok || now.Sub(e.at) >= d.historyTTL() {
 		return netip.Addr{}, false
 	}
 	return e.addr, true
 }
 
-// remember records the winner of a race to host.
-func (d *Dialer) remember(host string, addr netip.Addr, rtt time.Duration) {
+// remember records the winner of a race to host, won at now.
+func (d *Dialer) remember(host string, addr netip.Addr, rtt time.Duration, now time.Time) {
 	size := d.historySize()
 	if size == 0 {
 		return
 	}
-	key, now := historyKey(host), time.Now()
+	key := historyKey(host)
 	d.histMu.Lock()
 	defer d.histMu.Unlock()
 	if d.hist == nil {

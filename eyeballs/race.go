@@ -21,54 +21,34 @@ const (
 	PathNAT64  = "nat64"
 )
 
-// DialContext connects to host (a name, or an IPv4 or IPv6 literal, brackets allowed) on port
-// and returns the first connection whose TCP handshake completes. ctx and Timeout bound the
-// whole race. A failed race returns a *net.OpError: the most informative attempt error
-// (refused, host unreachable, network unreachable, then timeout), one that satisfies
-// errors.Is(err, context.DeadlineExceeded) when time ran out first, one wrapping
-// nat64.ErrPolicy (or ErrNotAllowed) when every candidate was refused by policy (or Approve),
-// or, when no address ever arrived, the resolver's errors: a resolver still silent at the
-// deadline is asked once more, briefly, so that its error, naming what it was waiting for,
-// is the cause rather than "no connection within Timeout".
-func (d *Dialer) DialContext(ctx context.Context, host string, port uint16) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout())
-	defer cancel()
-	r := &race{d: d, host: host, port: port, start: time.Now(), seen: map[netip.Addr]bool{}}
-	r.sorter.v4route = d.hasIPv4Route()
-	r.sorter.hasNAT64 = d.NAT64 != nil && d.NAT64.HasPrefix()
-	r.sorter.winner, _ = d.winner(host)
-	r.preferred = 6
-	if r.sorter.winner.Is4() {
-		r.preferred = 4 // history says this host is best reached over IPv4
-	}
-	var answers <-chan resolver.Answer
-	if lit, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
-		r.add([]netip.Addr{lit})
-		r.goAhead = true
-	} else if d.Resolver == nil {
-		err := opError("tcp", nil, fmt.Errorf("%w: %s", ErrNoResolver, host))
-		d.Metrics.failed(ReasonDNS)
-		return nil, err
-	} else {
-		answers = d.Resolver.Lookup(ctx, host)
-	}
-	return r.run(ctx, answers)
-}
+// Race is one Happy Eyeballs race (RFC 8305, HEv3) as a state machine. Its driver tells it what
+// happened (an answer, the end of the answer stream, an attempt's outcome) and what time it is;
+// it says which connection attempts to start and when it must be asked again. It starts no
+// goroutine, arms no timer, opens no socket for its attempts and never reads the clock.
+// DialContext is one driver (a goroutine per attempt, a timer, the resolver's channel); an event
+// loop making non-blocking connects is another.
+//
+// A race with a winner or an error is over: it starts nothing more and ignores later events.
+// A Race belongs to one driver: it is not safe for concurrent use, and must not be copied.
+type Race struct {
+	d        *Dialer
+	host     string
+	port     uint16
+	start    time.Time
+	deadline time.Time
+	sorter   sorter
 
-// race is the state of one DialContext, owned by its goroutine.
-type race struct {
-	d      *Dialer
-	host   string
-	port   uint16
-	start  time.Time
-	sorter sorter
+	name        bool // the driver runs a lookup and streams its answers
+	answersDone bool // the answer stream closed
 
-	seen    map[netip.Addr]bool
-	untried []candidate // in attempt order
-	tried   []candidate // in start order
-	errs    []error     // attempt and synthesis errors, in order
-	dnsErrs []error
-	answers int // Answers received (one per family at most)
+	seen     []netip.Addr // every address received, in its sorting form
+	untried  []candidate  // in attempt order
+	spare    []candidate  // scratch for arrange, swapped with untried
+	tried    []candidate  // in start order: attempt i's candidate is tried[i]
+	attempts []attempt    // by ID
+	errs     []error      // attempt and synthesis errors, in order
+	dnsErrs  []error
+	answers  int // Answers received (one per family at most)
 
 	goAhead    bool      // attempts may start (RFC 8305 §3)
 	preferred  int       // the family whose answer is awaited: 6, or 4 when history says so
@@ -77,121 +57,140 @@ type race struct {
 	lastStart  time.Time
 	kick       bool // an attempt failed: the next one need not wait for AttemptDelay
 	inflight   int
+	graceUntil time.Time // set when the deadline came with no address and the lookup open
+
+	over bool
+	err  error // why the race failed, once over without a winner
+
+	startBuf []Attempt // what Next returned last
+
+	// Backing arrays, so that a race of a few addresses costs one allocation.
+	seenArr              [4]netip.Addr
+	untriedArr, spareArr [4]candidate
+	triedArr             [4]candidate
+	attemptArr           [4]attempt
+	startArr             [1]Attempt // the 10ms floor: one start per Next
 }
 
-// result is the outcome of one attempt.
-type result struct {
-	conn    net.Conn
-	err     error
-	cand    candidate
-	network string
-	target  netip.AddrPort
-	path    string
-	rtt     time.Duration
+// Attempt is a connection attempt the driver must start: a TCP connect to Target.
+type Attempt struct {
+	ID      int            // 0, 1, 2... in start order
+	Network string         // "tcp4" or "tcp6"
+	Target  netip.AddrPort // after NAT64 synthesis and Approve
 }
 
-func (r *race) run(ctx context.Context, answers <-chan resolver.Answer) (net.Conn, error) {
-	actx, stop := context.WithCancel(ctx)
-	defer stop()
-	results := make(chan result, r.d.maxConcurrent()) // never more in flight: sends never block
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	defer func() {
-		if r.inflight > 0 || answers != nil {
-			go drain(results, r.inflight, answers)
-		}
-	}()
-	for {
-		if !r.goAhead && !r.rdDeadline.IsZero() && !time.Now().Before(r.rdDeadline) {
-			r.goAhead = true
-		}
-		r.startDue(actx, results)
-		if r.inflight == 0 && len(r.untried) == 0 && answers == nil {
-			return nil, r.fail(nil)
-		}
-		timer.Stop()
-		var wake <-chan time.Time
-		if at, ok := r.nextWake(); ok {
-			timer.Reset(time.Until(at))
-			wake = timer.C
-		}
-		select {
-		case a, ok := <-answers:
-			if !ok {
-				answers, r.goAhead = nil, true
-				continue
-			}
-			r.addAnswer(a)
-		case res := <-results:
-			r.inflight--
-			if res.err == nil {
-				return r.win(res), nil
-			}
-			r.lose(res)
-		case <-wake:
-		case <-ctx.Done():
-			if len(r.seen) == 0 && answers != nil && r.awaitDNS(answers) {
-				answers = nil
-			}
-			return nil, r.fail(ctx.Err())
-		}
+// Step is what a race asks of its driver.
+type Step struct {
+	// Start lists the attempts to start at once, in order. It is valid until the next call of
+	// Next.
+	Start []Attempt
+	// Wake is when Next must be called again if no other event (Answer, AnswersDone,
+	// Finished) comes first; zero once the race is over. The race's deadline is among the
+	// times it names: a driver enforces Dialer.Timeout by calling Next at Wake.
+	Wake time.Time
+	// Done reports that the race is over: it has a winner (Err nil) or failed (Err says why).
+	// The driver closes every attempt still running and stops calling.
+	Done bool
+	// Err is the race's error when it is over without a winner: see DialContext for its
+	// classification.
+	Err error
+}
+
+// attempt is the state of one started Attempt.
+type attempt struct {
+	target netip.AddrPort
+	at     time.Time // started
+	nat64  bool      // target is synthesized
+	ended  bool
+}
+
+func (a *attempt) network() string {
+	if a.target.Addr().Is4() {
+		return "tcp4"
+	}
+	return "tcp6"
+}
+
+func (a *attempt) path() string {
+	if a.nat64 {
+		return PathNAT64
+	}
+	return PathNative
+}
+
+// NewRace starts the race for host (a name or an IP literal, brackets allowed) and port at now;
+// its deadline is now + Timeout. A literal's one candidate is known at once. For a name
+// (NeedsLookup), the driver runs Resolver.Lookup with a context that ends at the race's Deadline,
+// feeds each answer to Answer and reports the stream's end with AnswersDone. A name without a
+// Resolver makes a race that is already over with an error wrapping ErrNoResolver.
+//
+// NewRace reads the host's history and the IPv4 route probe's result, as Direct does; the probe
+// (a connect(2) on a UDP socket, which sends nothing) runs at most once per RouteProbeInterval
+// per Dialer, and not at all when HasIPv4Route is set.
+func (d *Dialer) NewRace(host string, port uint16, now time.Time) *Race {
+	r := &Race{d: d, host: host, port: port, start: now, deadline: now.Add(d.timeout()), preferred: 6}
+	r.seen, r.untried, r.spare = r.seenArr[:0], r.untriedArr[:0], r.spareArr[:0]
+	r.tried, r.attempts, r.startBuf = r.triedArr[:0], r.attemptArr[:0], r.startArr[:0]
+	r.sorter.v4route = d.hasIPv4Route(now)
+	r.sorter.hasNAT64 = d.NAT64 != nil && d.NAT64.HasPrefix()
+	r.sorter.winner, _ = d.winner(host, now)
+	if r.sorter.winner.Is4() {
+		r.preferred = 4 // history says this host is best reached over IPv4
+	}
+	switch lit, ok := parseLiteral(host); {
+	case ok:
+		r.add([]netip.Addr{lit})
+		r.goAhead = true
+	case d.Resolver == nil:
+		r.end(opError("tcp", nil, fmt.Errorf("%w: %s", ErrNoResolver, host)), ReasonDNS)
+	default:
+		r.name = true
+	}
+	return r
+}
+
+// parseLiteral parses host as an IP literal (brackets allowed) without building the error
+// netip.ParseAddr would return for a name: a name is the common case.
+func parseLiteral(host string) (netip.Addr, bool) {
+	s := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if !strings.Contains(s, ":") && strings.ContainsFunc(s, func(c rune) bool { return c != '.' && (c < '0' || c > '9') }) {
+		return netip.Addr{}, false // neither IPv6 nor dotted decimal
+	}
+	a, err := netip.ParseAddr(s)
+	return a, err == nil
+}
+
+// NeedsLookup reports whether the driver must look host up: it is a name and the Dialer has a
+// Resolver.
+func (r *Race) NeedsLookup() bool { return r.name }
+
+// Deadline is when the race fails if nothing has won: NewRace's now + Dialer.Timeout. The
+// lookup's context should end then, so that a silent resolver says why within the short grace
+// the race gives it.
+func (r *Race) Deadline() time.Time { return r.deadline }
+
+// expire moves the deadline to now, for a driver whose own deadline came first.
+func (r *Race) expire(now time.Time) {
+	if now.Before(r.deadline) {
+		r.deadline = now
 	}
 }
 
-// dnsGrace bounds how long a race that ended without any address waits for the resolver's
-// last word: a lookup answers its outstanding families at once when its context ends.
-const dnsGrace = 100 * time.Millisecond
-
-// families is how many Answers a lookup streams: AAAA and A.
-const families = 2
-
-// awaitDNS collects the resolver's remaining answers (the errors of a cancelled lookup) for
-// at most dnsGrace. It reports whether the stream ended.
-func (r *race) awaitDNS(answers <-chan resolver.Answer) bool {
-	t := time.NewTimer(dnsGrace)
-	defer t.Stop()
-	for {
-		select {
-		case a, ok := <-answers:
-			if !ok {
-				return true
-			}
-			r.answers++
-			if a.Err != nil {
-				r.dnsErrs = append(r.dnsErrs, a.Err)
-			}
-		case <-t.C:
-			return false
-		}
+// Answer merges one family's answer and applies RFC 8305 §3 (HEv3 §4.2): the preferred family's
+// answer, positive or negative, lets attempts start; a positive answer of the other family
+// alone waits ResolutionDelay for it. The preferred family is IPv6 unless the history of this
+// host names an IPv4 winner. In the grace after the deadline (see expired) only the answer's
+// error counts.
+func (r *Race) Answer(a resolver.Answer, now time.Time) {
+	if r.over || !r.name || r.answersDone {
+		return
 	}
-}
-
-// drain closes the connections of attempts still in flight when the race ended, and empties
-// the answer stream so that the resolver never blocks on it.
-func drain(results <-chan result, n int, answers <-chan resolver.Answer) {
-	for n > 0 || answers != nil {
-		select {
-		case res := <-results:
-			n--
-			if res.conn != nil {
-				res.conn.Close()
-			}
-		case _, ok := <-answers:
-			if !ok {
-				answers = nil
-			}
-		}
-	}
-}
-
-// addAnswer merges one family's answer and applies RFC 8305 §3 (HEv3 §4.2): the preferred
-// family's answer, positive or negative, lets attempts start; a positive answer of the other
-// family alone waits ResolutionDelay for it. The preferred family is IPv6 unless the history
-// of this host names an IPv4 winner.
-func (r *race) addAnswer(a resolver.Answer) {
 	r.answers++
 	if a.Err != nil {
 		r.dnsErrs = append(r.dnsErrs, a.Err)
+	}
+	if !r.graceUntil.IsZero() {
+		return
 	}
 	added := r.add(a.Addrs)
 	switch {
@@ -201,26 +200,85 @@ func (r *race) addAnswer(a resolver.Answer) {
 	case r.prefDone:
 		r.goAhead = true
 	case r.rdDeadline.IsZero():
-		r.rdDeadline = time.Now().Add(r.d.resolutionDelay())
+		r.rdDeadline = now.Add(r.d.resolutionDelay())
 	}
+}
+
+// AnswersDone reports that the answer stream closed: attempts may start with what arrived.
+func (r *Race) AnswersDone(now time.Time) {
+	if r.name {
+		r.answersDone, r.goAhead = true, true
+	}
+}
+
+// lookupOpen reports whether answers may still come.
+func (r *Race) lookupOpen() bool { return r.name && !r.answersDone }
+
+// Next says what to do at now: which attempts to start (the first at once, the next
+// AttemptDelay after the previous start or as soon as an attempt has failed, never within
+// MinAttemptDelay of the previous start, never more than MaxConcurrent in flight) and when to
+// ask again; or that the race is over.
+func (r *Race) Next(now time.Time) Step {
+	if r.over {
+		return Step{Done: true, Err: r.err}
+	}
+	if !now.Before(r.deadline) {
+		return r.expired(now)
+	}
+	if !r.goAhead && !r.rdDeadline.IsZero() && !now.Before(r.rdDeadline) {
+		r.goAhead = true
+	}
+	start := r.startDue(now)
+	if r.inflight == 0 && len(r.untried) == 0 && !r.lookupOpen() {
+		return r.fail(false)
+	}
+	return Step{Start: start, Wake: r.wake()}
+}
+
+// dnsGrace bounds how long a race that ended without any address waits for the resolver's
+// last word: a lookup answers its outstanding families at once when its context ends.
+const dnsGrace = 100 * time.Millisecond
+
+// families is how many Answers a lookup streams: AAAA and A.
+const families = 2
+
+// expired is Next at or after the deadline. The race fails, unless no address ever arrived and
+// the lookup is open: then the resolver, whose context ended with the race's deadline, has
+// dnsGrace to say why, and the race fails when it has (AnswersDone) or the grace is over. A
+// race that had nothing left to wait for when the deadline came fails as it would have a
+// moment earlier, without the deadline's error.
+func (r *Race) expired(now time.Time) Step {
+	if r.graceUntil.IsZero() && r.inflight == 0 && len(r.untried) == 0 && !r.lookupOpen() {
+		return r.fail(false)
+	}
+	if len(r.seen) == 0 && r.lookupOpen() {
+		if r.graceUntil.IsZero() {
+			r.graceUntil = now.Add(dnsGrace)
+		}
+		if now.Before(r.graceUntil) {
+			return Step{Wake: r.graceUntil}
+		}
+	}
+	return r.fail(true)
 }
 
 // add turns addresses into new candidates and sorts them into the untried tail (RFC 8305 §6,
 // HEv3 §7). It returns how many were new.
-func (r *race) add(addrs []netip.Addr) int {
+func (r *Race) add(addrs []netip.Addr) int {
 	fresh := 0
 	for _, a := range addrs {
 		c, ok := r.candidate(a)
-		if !ok || r.seen[c.addr] {
+		if !ok || slices.Contains(r.seen, c.addr) {
 			continue
 		}
-		r.seen[c.addr] = true
+		r.seen = append(r.seen, c.addr)
 		r.untried = append(r.untried, c)
 		fresh++
 	}
 	if fresh > 0 {
 		r.sorter.sort(r.untried)
-		r.untried = arrange(r.untried, r.tried, r.d.firstFamilyCount())
+		r.spare = appendArranged(r.spare[:0], r.untried, r.tried, r.d.firstFamilyCount())
+		r.untried, r.spare = r.spare, r.untried
 	}
 	return fresh
 }
@@ -229,7 +287,7 @@ func (r *race) add(addrs []netip.Addr) int {
 // A synthesized address that embeds a host- or network-scoped IPv4 address (loopback,
 // link-local, unspecified, multicast) is left as IPv6, so that a DNS64 answer can never lead
 // to the pod's own loopback.
-func (r *race) candidate(a netip.Addr) (candidate, bool) {
+func (r *Race) candidate(a netip.Addr) (candidate, bool) {
 	if !a.IsValid() {
 		return candidate{}, false
 	}
@@ -247,41 +305,47 @@ func scoped(v4 netip.Addr) bool {
 		v4.IsLinkLocalMulticast()
 }
 
-// startDue starts every attempt that is due now: the first at once, the next AttemptDelay
-// after the previous start or as soon as an attempt has failed, never within MinAttemptDelay
-// of the previous start, and never more than MaxConcurrent in flight.
-func (r *race) startDue(ctx context.Context, results chan<- result) {
+// startDue starts every attempt that is due at now (see Next). A candidate that synthesis or
+// Approve rules out is skipped and its error kept.
+func (r *Race) startDue(now time.Time) []Attempt {
+	out := r.startBuf[:0]
 	for r.goAhead && len(r.untried) > 0 && r.inflight < r.d.maxConcurrent() {
-		now := time.Now()
-		if !r.lastStart.IsZero() {
+		if len(r.attempts) > 0 {
 			gap := now.Sub(r.lastStart)
 			if gap < MinAttemptDelay || (r.inflight > 0 && !r.kick && gap < r.d.attemptDelay()) {
-				return
+				break
 			}
 		}
 		c := r.untried[0]
-		r.untried = r.untried[1:]
+		r.untried = r.untried[:copy(r.untried, r.untried[1:])] // keeps the backing array's start
 		network, target, path, err := r.target(c)
 		if err != nil {
 			r.errs = append(r.errs, opError(network, net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.addr, r.port)), err))
-			r.d.logf("eyeballs: %s: skip %s: %v", r.host, c.addr, err)
+			if r.d.Logf != nil {
+				r.d.Logf("eyeballs: %s: skip %s: %v", r.host, c.addr, err)
+			}
 			continue
 		}
+		id := len(r.attempts)
+		r.attempts = append(r.attempts, attempt{target: target, at: now, nat64: path == PathNAT64})
 		r.tried = append(r.tried, c)
 		r.lastStart, r.kick = now, false
 		r.inflight++
 		r.d.Metrics.attempt(c.family(), path == PathNAT64)
-		r.d.logf("eyeballs: %s: attempt %d %s %s", r.host, len(r.tried), network, target)
-		go func() {
-			t0 := time.Now()
-			conn, err := r.d.dialAttempt(ctx, network, target)
-			results <- result{conn: conn, err: err, cand: c, network: network, target: target, path: path, rtt: time.Since(t0)}
-		}()
+		if r.d.Logf != nil {
+			r.d.Logf("eyeballs: %s: attempt %d %s %s", r.host, id+1, network, target)
+		}
+		out = append(out, Attempt{ID: id, Network: network, Target: target})
 	}
+	r.startBuf = out
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // target is where a candidate is dialed (see route), if Approve lets it.
-func (r *race) target(c candidate) (network string, ap netip.AddrPort, path string, err error) {
+func (r *Race) target(c candidate) (network string, ap netip.AddrPort, path string, err error) {
 	network, ap, path, err = r.route(c)
 	if err == nil && r.d.Approve != nil {
 		if aerr := r.d.Approve(ap); aerr != nil {
@@ -293,7 +357,7 @@ func (r *race) target(c candidate) (network string, ap netip.AddrPort, path stri
 
 // route is where a candidate is dialed: IPv6 as is, IPv4 natively when it has a route (always
 // for loopback), otherwise synthesized with the current NAT64 prefix (HEv3 §8.3).
-func (r *race) route(c candidate) (network string, ap netip.AddrPort, path string, err error) {
+func (r *Race) route(c candidate) (network string, ap netip.AddrPort, path string, err error) {
 	if c.addr.Is6() {
 		return "tcp6", netip.AddrPortFrom(c.addr, r.port), PathNative, nil
 	}
@@ -313,62 +377,107 @@ func (r *race) route(c candidate) (network string, ap netip.AddrPort, path strin
 	return "tcp6", netip.AddrPortFrom(v6, r.port), PathNAT64, nil
 }
 
-// nextWake is when the race must look again even if nothing arrives.
-func (r *race) nextWake() (time.Time, bool) {
+// wake is when Next must look again even if nothing happens: the end of the Resolution Delay,
+// the next attempt's earliest start, or the deadline, whichever comes first.
+func (r *Race) wake() time.Time {
+	var at time.Time
 	switch {
 	case !r.goAhead:
-		return r.rdDeadline, !r.rdDeadline.IsZero()
+		at = r.rdDeadline
 	case len(r.untried) == 0 || r.inflight >= r.d.maxConcurrent():
-		return time.Time{}, false
 	case r.inflight == 0 || r.kick:
-		return r.lastStart.Add(MinAttemptDelay), true
+		at = r.lastStart.Add(MinAttemptDelay)
+	default:
+		at = r.lastStart.Add(r.d.attemptDelay())
 	}
-	return r.lastStart.Add(r.d.attemptDelay()), true
-}
-
-func (r *race) win(res result) net.Conn {
-	r.d.remember(r.host, res.cand.addr, res.rtt)
-	r.d.Metrics.won(res.cand.family(), res.path, time.Since(r.start))
-	r.d.logf("eyeballs: %s: connected %s %s (%s) in %v", r.host, res.network, res.target, res.path, res.rtt)
-	return res.conn
-}
-
-func (r *race) lose(res result) {
-	r.errs = append(r.errs, opError(res.network, net.TCPAddrFromAddrPort(res.target), res.err))
-	r.kick = true
-	r.d.logf("eyeballs: %s: attempt %s failed: %v", r.host, res.target, res.err)
-}
-
-// fail builds the error of a race without a winner; ctxErr is set when the context ended it.
-func (r *race) fail(ctxErr error) error {
-	deadline := errors.Is(ctxErr, context.DeadlineExceeded)
-	if ctxErr != nil && !deadline {
-		err := opError("tcp", nil, fmt.Errorf("eyeballs: %s: %w", r.host, ctxErr))
-		r.d.Metrics.failed(ReasonCanceled)
-		return err
+	if at.IsZero() || r.deadline.Before(at) {
+		return r.deadline
 	}
-	var best error
+	return at
+}
+
+// Finished reports that attempt id ended at now: err nil means its TCP handshake completed. The
+// first success wins: the race is over, history and metrics record the winner, and the driver
+// closes every other attempt. A failure is kept for the race's error and lets the next attempt
+// start at once (but not within MinAttemptDelay of the last start: ask Next). Finished after
+// the race is over, or twice for one attempt, is ignored.
+func (r *Race) Finished(id int, err error, now time.Time) (won bool) {
+	if r.over || id < 0 || id >= len(r.attempts) || r.attempts[id].ended {
+		return false
+	}
+	a, c := &r.attempts[id], r.tried[id]
+	a.ended = true
+	r.inflight--
+	rtt := now.Sub(a.at)
+	if err != nil {
+		r.errs = append(r.errs, opError(a.network(), net.TCPAddrFromAddrPort(a.target), err))
+		r.kick = true
+		if r.d.Logf != nil {
+			r.d.Logf("eyeballs: %s: attempt %s failed: %v", r.host, a.target, err)
+		}
+		return false
+	}
+	r.over = true
+	r.d.remember(r.host, c.addr, rtt, now)
+	r.d.Metrics.won(c.family(), a.path(), now.Sub(r.start))
+	if r.d.Logf != nil {
+		r.d.Logf("eyeballs: %s: connected %s %s (%s) in %v", r.host, a.network(), a.target, a.path(), rtt)
+	}
+	return true
+}
+
+// Cancel ends a race whose caller gave up (client gone, drain): err is why, a context's error.
+// It returns the error DialContext returns for a context that ended so: context.Canceled (or any
+// other error) gives a *net.OpError wrapping err, counted as canceled; context.DeadlineExceeded
+// fails the race as its own deadline would, without waiting for the resolver. The failure is
+// counted once. Cancel of a race already over changes nothing and returns its error (nil when it
+// was won).
+func (r *Race) Cancel(err error, now time.Time) error {
+	switch {
+	case r.over:
+		return r.err
+	case errors.Is(err, context.DeadlineExceeded):
+		return r.fail(true).Err
+	case err == nil:
+		err = context.Canceled
+	}
+	return r.end(opError("tcp", nil, fmt.Errorf("eyeballs: %s: %w", r.host, err)), ReasonCanceled).Err
+}
+
+// end fails the race with err, counted under the reason why.
+func (r *Race) end(err error, why string) Step {
+	r.over, r.err = true, err
+	r.d.Metrics.failed(why)
+	return Step{Done: true, Err: err}
+}
+
+// fail ends the race with its failure (see failure).
+func (r *Race) fail(deadline bool) Step {
+	err := r.failure(deadline)
+	return r.end(err, reason(err))
+}
+
+// failure builds the error of a race without a winner; deadline is set when time ran out.
+func (r *Race) failure(deadline bool) error {
 	if len(r.seen) == 0 {
-		best = opError("tcp", nil, r.resolveErr(deadline))
-		r.d.Metrics.failed(reason(best))
-		return best
+		return opError("tcp", nil, r.resolveErr(deadline))
 	}
 	errs := r.errs
 	if deadline {
-		errs = append(errs, opError("tcp", nil, &timeoutError{host: r.host, d: r.d.timeout()}))
+		errs = append(slices.Clip(errs), opError("tcp", nil, &timeoutError{host: r.host, d: r.d.timeout()}))
 	}
+	var best error
 	for _, e := range errs {
 		if best == nil || rank(e) > rank(best) {
 			best = e
 		}
 	}
-	r.d.Metrics.failed(reason(best))
 	return best
 }
 
 // resolveErr is why a race got no address to try: what the resolver said, and, when the
 // deadline came with a family still unanswered, that it said nothing more in time.
-func (r *race) resolveErr(deadline bool) error {
+func (r *Race) resolveErr(deadline bool) error {
 	errs := r.dnsErrs
 	if deadline && r.answers < families {
 		errs = append(slices.Clip(errs), &timeoutError{host: r.host, d: r.d.timeout(), resolving: true})

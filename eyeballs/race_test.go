@@ -345,7 +345,7 @@ func TestHistoryReordersLaterRace(t *testing.T) {
 		}
 		// After HistoryTTL the default order comes back, even though the entry's address won again.
 		time.Sleep(DefaultHistoryTTL)
-		if _, ok := d.winner("example.test"); ok {
+		if _, ok := d.winner("example.test", time.Now()); ok {
 			t.Error("history entry outlived HistoryTTL")
 		}
 	})

@@ -134,36 +134,60 @@ func arrange(sorted, tried []candidate, count int) []candidate {
 	if len(sorted) == 0 {
 		return nil
 	}
-	var fam, run int
+	return appendArranged(make([]candidate, 0, len(sorted)), sorted, tried, count)
+}
+
+// appendArranged appends sorted to dst in the order arrange returns. dst must not share memory
+// with sorted. It walks sorted once per family instead of splitting it, so that a race's few
+// candidates cost no allocation beyond dst.
+func appendArranged(dst, sorted, tried []candidate, count int) []candidate {
+	fam, run := leadingRun(sorted, tried, count)
+	var next [2]int // per family (famIndex), where in sorted to look for its next candidate
+	for added := 0; added < len(sorted); {
+		n := 0
+		for i := &next[famIndex(fam)]; n < run && seek(sorted, fam, i); *i++ {
+			dst = append(dst, sorted[*i])
+			n++
+		}
+		added += n
+		run = 1
+		if n == 0 { // fam is exhausted: the rest is the other family, in order
+			run = len(sorted)
+		}
+		fam = other(fam)
+	}
+	return dst
+}
+
+// leadingRun is the family the attempt order goes on with after tried, and how many of it
+// come before the other family's turn.
+func leadingRun(sorted, tried []candidate, count int) (fam, run int) {
 	lead := 0
 	for lead < len(tried) && tried[lead].family() == tried[0].family() {
 		lead++
 	}
 	switch {
 	case len(tried) == 0:
-		fam, run = sorted[0].family(), count
+		return sorted[0].family(), count
 	case lead == len(tried) && lead < count:
-		fam, run = tried[0].family(), count-lead
-	default:
-		fam, run = other(tried[len(tried)-1].family()), 1
+		return tried[0].family(), count - lead
 	}
-	byFam := map[int][]candidate{}
-	for _, c := range sorted {
-		byFam[c.family()] = append(byFam[c.family()], c)
+	return other(tried[len(tried)-1].family()), 1
+}
+
+// seek moves *i to the next candidate of family fam in cs, and reports whether there is one.
+func seek(cs []candidate, fam int, i *int) bool {
+	for *i < len(cs) && cs[*i].family() != fam {
+		*i++
 	}
-	out := make([]candidate, 0, len(sorted))
-	for len(out) < len(sorted) {
-		q := byFam[fam]
-		if len(q) == 0 {
-			out = append(out, byFam[other(fam)]...)
-			break
-		}
-		n := min(run, len(q))
-		out = append(out, q[:n]...)
-		byFam[fam] = q[n:]
-		fam, run = other(fam), 1
+	return *i < len(cs)
+}
+
+func famIndex(fam int) int {
+	if fam == 4 {
+		return 0
 	}
-	return out
+	return 1
 }
 
 func other(fam int) int {

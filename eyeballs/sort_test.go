@@ -100,26 +100,26 @@ func TestHistoryBounds(t *testing.T) {
 	d := &Dialer{HistorySize: 3, HistoryTTL: time.Hour}
 	a := netip.MustParseAddr("2001:db8::1")
 	for _, h := range []string{"a", "b", "c", "d"} {
-		d.remember(h, a, time.Millisecond)
+		d.remember(h, a, time.Millisecond, time.Now())
 	}
 	if len(d.hist) != 3 {
 		t.Fatalf("%d entries, want 3", len(d.hist))
 	}
-	if _, ok := d.winner("d"); !ok {
+	if _, ok := d.winner("d", time.Now()); !ok {
 		t.Error("newest entry missing")
 	}
 	off := &Dialer{HistorySize: -1}
-	off.remember("a", a, 0)
-	if _, ok := off.winner("a"); ok || off.hist != nil {
+	off.remember("a", a, 0, time.Now())
+	if _, ok := off.winner("a", time.Now()); ok || off.hist != nil {
 		t.Error("history kept while disabled")
 	}
 }
 
 func TestRouteProbe(t *testing.T) {
 	d := &Dialer{RouteProbeInterval: time.Hour}
-	first := d.hasIPv4Route() // whatever this machine has, the answer is cached
+	first := d.hasIPv4Route(time.Now()) // whatever this machine has, the answer is cached
 	at := d.routeAt
-	if d.hasIPv4Route() != first || d.routeAt != at {
+	if d.hasIPv4Route(time.Now()) != first || d.routeAt != at {
 		t.Error("probe result not reused")
 	}
 	t.Logf("IPv4 route here: %v", first)
