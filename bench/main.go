@@ -8,16 +8,16 @@
 //
 // Usage:
 //
-//	bench serve [-listen 127.0.0.1:0]
-//	bench rate  -target ADDR [-socks PROXY] [-workers N] [-duration D] [-client-close] [-pid PID]
-//	bench bulk  -target ADDR [-socks PROXY] [-streams N] [-duration D] [-pid PID]
-//	bench idle  -target ADDR [-socks PROXY] -flows K -pid PID
+//	bench serve [-listen 127.0.0.1:0] [-dual]
+//	bench rate  -target ADDR [-socks PROXY|-http PROXY] [-workers N] [-duration D] [-client-close] [-pid PID]
+//	bench bulk  -target ADDR [-socks PROXY|-http PROXY] [-streams N] [-duration D] [-pid PID]
+//	bench idle  -target ADDR [-socks PROXY|-http PROXY] -flows K -pid PID
 //	bench run   [-mode quick|full] [-sidecar PATH] [-out DIR] [-only NAMES] [-idle-flows K]
 //
 // ADDR is the app (bench serve), an inbound mapping in front of it, or with
-// -socks the app's IPv4 address:port behind a SOCKS5 proxy. PID is the
-// proxy whose CPU, memory and fds are measured. See README.md for what run
-// measures and reports.
+// -socks or -http the host:port (a literal or a name) the SOCKS5 or HTTP
+// CONNECT proxy is asked for. PID is the proxy whose CPU, memory and fds are
+// measured. See README.md for what run measures and reports.
 package main
 
 import (
@@ -32,7 +32,9 @@ var (
 	errSOCKSMethod    = errors.New("bench: socks: no acceptable method")
 	errSOCKSRep       = errors.New("bench: socks: request failed")
 	errSOCKSAtyp      = errors.New("bench: socks: bad address type")
-	errSOCKSDest      = errors.New("bench: socks: destination is not an IPv4 address:port")
+	errSOCKSDest      = errors.New("bench: socks: destination is not host:port")
+	errHTTPStatus     = errors.New("bench: http connect: request failed")
+	errHTTPHeader     = errors.New("bench: http connect: malformed response")
 	errBadEcho        = errors.New("bench: echo mismatch")
 	errNoEOF          = errors.New("bench: expected EOF from the app")
 	errNotEstablished = errors.New("bench: idle flows not established")
@@ -76,7 +78,7 @@ func main() {
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: bench serve|rate|bulk|idle|run [flags]
-  serve  IPv4-only app on 127.0.0.1 (echo, echo-once, sink, source, hold)
+  serve  the app on 127.0.0.1 (and [::1] with -dual): echo, echo-once, sink, source, hold
   rate   connection per request, 64 B echo, N workers; conns/s and latency
   bulk   N long streams each direction; Gbit/s
   idle   K idle flows; RSS, PSS and fds per flow of a proxy PID
