@@ -3,18 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestMain lets the test binary play `bench serve` when the driver under
-// test starts the app as a child (it re-executes os.Executable()).
+// TestMain lets the test binary play the driver's children (bench serve,
+// dns, socks5min): the driver under test re-executes os.Executable().
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "serve" {
-		if err := cmdServe(os.Args[2:]); err != nil {
+	if len(os.Args) > 1 && slices.Contains(childCommands, os.Args[1]) {
+		if err := commands[os.Args[1]](os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		os.Exit(0)
