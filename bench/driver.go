@@ -132,7 +132,7 @@ func (d *driver) estimate() time.Duration {
 	p := d.plan
 	long := p.Warmup + p.Duration
 	short := p.Warmup + p.ShortDuration
-	per := time.Duration(p.Reps)*(2*long+short) + short
+	per := time.Duration(p.Reps)*(3*long+short) + short
 	idle := time.Duration(p.IdleReps) * (idleSettle + time.Duration(p.IdleFlows)*time.Millisecond/4)
 	prof := time.Duration(len(p.ProfileContends)) * (time.Duration(p.ProfileSeconds)*time.Second + 2*p.Warmup)
 	var total time.Duration
@@ -203,6 +203,7 @@ func (d *driver) runContender(ctx context.Context, c *Contender, cr *ContenderRe
 		// make the per-flow numbers drift (even below zero).
 		{TestIdle, c.NoIdle != "" || rep > p.IdleReps, func() Run { return d.idle(ctx, inst) }},
 		{TestRate, false, func() Run { return d.rate(ctx, inst, p.Workers, false, long) }},
+		{TestRate32, p.Workers32 <= 0, func() Run { return d.rate(ctx, inst, p.Workers32, false, long) }},
 		{TestLatency, false, func() Run { return d.rate(ctx, inst, 1, false, short) }},
 		{TestRateCC, rep > 1, func() Run { return d.rate(ctx, inst, p.Workers, true, short) }},
 		{TestBulk, false, func() Run { return d.bulk(ctx, inst, long) }},

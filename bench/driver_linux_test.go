@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 func TestDriverEndToEnd(t *testing.T) {
 	needLinux(t)
 	plan := Plan{Mode: "test", Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond,
-		ShortDuration: 200 * time.Millisecond, Workers: 2, Streams: 1, IdleFlows: 20, Reps: 2, IdleReps: 1}
+		ShortDuration: 200 * time.Millisecond, Workers: 2, Workers32: 3, Streams: 1, IdleFlows: 20, Reps: 2, IdleReps: 1}
 	out := t.TempDir()
 	var logs strings.Builder
 	res, err := runDriver(context.Background(), runOptions{
@@ -45,7 +45,7 @@ func TestDriverEndToEnd(t *testing.T) {
 	if direct == nil {
 		t.Fatal("no direct results")
 	}
-	for test, reps := range map[string]int{TestRate: 2, TestLatency: 2, TestBulk: 2, TestRateCC: 1} {
+	for test, reps := range map[string]int{TestRate: 2, TestRate32: 2, TestLatency: 2, TestBulk: 2, TestRateCC: 1} {
 		runs := direct.Tests[test]
 		if len(runs) != reps {
 			t.Errorf("direct %s: %d runs, want %d", test, len(runs), reps)

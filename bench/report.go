@@ -41,6 +41,7 @@ func familyTables(p Plan) []table {
 	latCols := append([]col{{head: "p50 us", m: mP50, prec: 1, ratio: true}}, lat[1:]...)
 	return []table{
 		{fmt.Sprintf("Connection rate, %d workers, app closes first", p.Workers), TestRate, rateCols},
+		{fmt.Sprintf("Connection rate, %d workers, app closes first", p.Workers32), TestRate32, rateCols},
 		{fmt.Sprintf("Connection rate, %d workers, client closes first", p.Workers), TestRateCC, rateCols},
 		{"Latency, 1 worker (connect + 64 B echo)", TestLatency, latCols},
 		{fmt.Sprintf("Bulk, %d streams each direction", p.Streams), TestBulk, []col{
@@ -323,7 +324,7 @@ func renderProfile(w io.Writer, pr *ProfileResult) {
 func renderErrors(w io.Writer, res *Results) {
 	var lines []string
 	for _, c := range res.Contenders {
-		for _, test := range []string{TestRate, TestRateCC, TestLatency, TestBulk, TestIdle} {
+		for _, test := range []string{TestRate, TestRate32, TestRateCC, TestLatency, TestBulk, TestIdle} {
 			for i, r := range c.Tests[test] {
 				if r.Errors > 0 {
 					lines = append(lines, fmt.Sprintf("| %s | %s | %d | %d | %s |", c.Name, test, i+1, r.Errors, oneLine(r.ErrorSample)))

@@ -10,6 +10,7 @@ import (
 // Test ids, in report order.
 const (
 	TestRate    = "rate"    // N workers, the app closes first
+	TestRate32  = "rate32"  // as rate, with Plan.Workers32 workers
 	TestRateCC  = "rate-cc" // N workers, the client closes first
 	TestLatency = "latency" // 1 worker, the app closes first
 	TestBulk    = "bulk"
@@ -23,6 +24,7 @@ type Plan struct {
 	Duration        time.Duration `json:"duration_ns"`
 	ShortDuration   time.Duration `json:"short_duration_ns"` // latency and rate-cc
 	Workers         int           `json:"workers"`
+	Workers32       int           `json:"workers_rate32"` // of the rate32 test
 	Streams         int           `json:"streams_per_direction"`
 	IdleFlows       int           `json:"idle_flows"`
 	Reps            int           `json:"reps"`
@@ -36,13 +38,13 @@ type Plan struct {
 var plans = map[string]Plan{
 	"quick": {
 		Mode: "quick", Warmup: 300 * time.Millisecond, Duration: 2500 * time.Millisecond,
-		ShortDuration: time.Second, Workers: 16, Streams: 2,
+		ShortDuration: time.Second, Workers: 16, Workers32: 32, Streams: 2,
 		IdleFlows: 1000, Reps: 1, IdleReps: 1, ProfileSeconds: 2,
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
 	},
 	"full": {
 		Mode: "full", Warmup: time.Second, Duration: 8 * time.Second,
-		ShortDuration: 4 * time.Second, Workers: 16, Streams: 2,
+		ShortDuration: 4 * time.Second, Workers: 16, Workers32: 32, Streams: 2,
 		IdleFlows: 9000, Reps: 2, IdleReps: 2, ProfileSeconds: 5,
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
 	},
