@@ -42,11 +42,12 @@ func machineFacts(sidecar string, cs []*Contender) Machine {
 		m.Kernel = runtime.GOOS
 	}
 	for _, c := range cs {
-		if !c.Peer {
+		name := filepath.Base(c.Bin)
+		if _, done := m.Versions[name]; !c.Peer || done {
 			continue
 		}
-		if v := peerVersion(c.Name, c.Bin); v != "" {
-			m.Versions[c.Name] = v
+		if v := peerVersion(name, c.Bin); v != "" {
+			m.Versions[name] = v
 		}
 	}
 	return m
@@ -69,12 +70,14 @@ func peerVersion(name, bin string) string {
 		args = []string{"-v"}
 	case "socat":
 		args = []string{"-V"}
+	case "tinyproxy":
+		args = []string{"-v"}
 	default:
 		return ""
 	}
 	out, _ := exec.Command(bin, args...).CombinedOutput()
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(strings.ToLower(l), "version") {
+		if low := strings.ToLower(l); strings.Contains(low, "version") || strings.HasPrefix(low, name+" ") {
 			return strings.TrimSpace(l)
 		}
 	}

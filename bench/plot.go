@@ -25,7 +25,7 @@ func writePlots(dir string, res *Results) ([]string, error) {
 		names = append(names, name)
 		return nil
 	}
-	for _, fam := range []string{FamilyInbound, FamilySOCKS} {
+	for _, fam := range families {
 		p, err := latencyCDF(res, fam)
 		if err != nil {
 			return names, err
