@@ -120,7 +120,7 @@ func needSidecar(t *testing.T) string {
 // literal SOCKS5 path, with go-socks5-min and, when installed, microsocks
 // and tinyproxy asking for the same name. Each must complete connections
 // without errors in the connection tests and run nothing else; the report
-// must show each family.
+// must show each family and issue 12's targets.
 func TestDriverNewPaths(t *testing.T) {
 	needLinux(t)
 	sc := needSidecar(t)
@@ -178,7 +178,8 @@ func TestDriverNewPaths(t *testing.T) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
-	for _, want := range []string{"### Connection rate, 3 workers, app closes first"} {
+	for _, want := range []string{"## Targets, issue 12", "| sidecar-splice-socks5-dns | conn rate (3 workers) vs own literal path |",
+		"### Connection rate, 3 workers, app closes first"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}

@@ -150,31 +150,52 @@ func renderReport(w io.Writer, res *Results, plots []string) {
 	renderErrors(w, res)
 }
 
+// targetGroups are the target sets in report order: the harness's first
+// ones (no group), then issue 12's.
+var targetGroups = []string{"", groupIssue12}
+
 func renderTargets(w io.Writer, ts []TargetResult) {
 	if len(ts) == 0 {
 		fmt.Fprint(w, "## Targets\n\nNo sidecar results: targets not evaluated.\n\n")
 		return
 	}
-	pass := 0
-	for _, t := range ts {
-		if t.Pass {
-			pass++
+	for _, g := range targetGroups {
+		var in []TargetResult
+		pass := 0
+		for _, t := range ts {
+			if t.Group == g {
+				in = append(in, t)
+				if t.Pass {
+					pass++
+				}
+			}
 		}
+		if len(in) == 0 {
+			continue
+		}
+		title := "Targets"
+		if g != "" {
+			title += ", " + g
+		}
+		fmt.Fprintf(w, "## %s (%d of %d pass)\n\n", title, pass, len(in))
+		if intro := groupIntro[g]; intro != "" {
+			fmt.Fprintf(w, "%s\n\n", intro)
+		}
+		fmt.Fprint(w, "| contender | target | value | limit | result | note |\n|---|---|---:|---:|---|---|\n")
+		for _, t := range in {
+			verdict := "**FAIL**"
+			if t.Pass {
+				verdict = "PASS"
+			}
+			value := fnum(t.Value, 2) + " " + t.Unit
+			if t.NoData {
+				value = "-"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s %s %s | %s | %s |\n",
+				t.Contender, t.Name, value, t.Op, fnum(t.Limit, 2), t.Unit, verdict, t.Note)
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "## Targets (%d of %d pass)\n\n| contender | target | value | limit | result | note |\n|---|---|---:|---:|---|---|\n", pass, len(ts))
-	for _, t := range ts {
-		verdict := "**FAIL**"
-		if t.Pass {
-			verdict = "PASS"
-		}
-		value := fnum(t.Value, 2) + " " + t.Unit
-		if t.NoData {
-			value = "-"
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s %s %s | %s | %s |\n",
-			t.Contender, t.Name, value, t.Op, fnum(t.Limit, 2), t.Unit, verdict, t.Note)
-	}
-	fmt.Fprintln(w)
 }
 
 // hasFamily reports whether any contender of fam has results.

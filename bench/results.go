@@ -120,6 +120,8 @@ type TargetResult struct {
 	Pass      bool    `json:"pass"`
 	NoData    bool    `json:"no_data,omitempty"` // a side of the comparison did not run (Value is 0)
 	Note      string  `json:"note,omitempty"`
+	// Group is the set of targets it belongs to (the issue that set them).
+	Group string `json:"group,omitempty"`
 }
 
 // contender returns the result of a contender by name, or nil.

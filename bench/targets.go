@@ -38,8 +38,9 @@ func cpuOr(r Run, v float64) float64 {
 	return v
 }
 
-// evalTargets computes pass/fail for every sidecar contender of the inbound
-// and literal SOCKS5 families: ratios to direct and absolute costs.
+// evalTargets computes pass/fail for every sidecar contender: the
+// harness's first targets (ratios to direct and absolute costs, in the
+// inbound and literal SOCKS5 families), then issue 12's.
 func evalTargets(res *Results) []TargetResult {
 	direct := res.contender("direct")
 	if direct == nil {
@@ -63,7 +64,7 @@ func evalTargets(res *Results) []TargetResult {
 			out = append(out, idleTargets(c, targetIdleRSSKiB)...)
 		}
 	}
-	return out
+	return append(out, evalIssue12(res)...)
 }
 
 // idleTargets are the idle RSS per flow (at most rss KiB) and fds per flow
