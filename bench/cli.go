@@ -12,14 +12,15 @@ import (
 
 // loadFlags are the flags every load command shares.
 type loadFlags struct {
-	target, socks *string
-	warmup, dur   *time.Duration
+	target, socks, http *string
+	warmup, dur         *time.Duration
 }
 
 func addLoadFlags(fs *flag.FlagSet) loadFlags {
 	return loadFlags{
 		target: fs.String("target", "", "address to connect to (the app or an inbound mapping)"),
-		socks:  fs.String("socks", "", "SOCKS5 proxy; -target is then the app's IPv4 address:port"),
+		socks:  fs.String("socks", "", "SOCKS5 proxy; -target is then the host:port to ask it for (a literal or a name)"),
+		http:   fs.String("http", "", "HTTP CONNECT proxy; -target is then the host:port to ask it for"),
 		warmup: fs.Duration("warmup", time.Second, "warm-up, not measured"),
 		dur:    fs.Duration("duration", 10*time.Second, "measured duration"),
 	}
@@ -30,8 +31,13 @@ func (l loadFlags) targetAndWindow() (Target, Window, error) {
 		return Target{}, Window{}, fmt.Errorf("bench: -target is required")
 	}
 	t := Target{Addr: *l.target}
-	if *l.socks != "" {
+	switch {
+	case *l.socks != "" && *l.http != "":
+		return Target{}, Window{}, fmt.Errorf("bench: -socks and -http exclude each other")
+	case *l.socks != "":
 		t = Target{Addr: *l.socks, Dest: *l.target}
+	case *l.http != "":
+		t = Target{Addr: *l.http, Dest: *l.target, HTTP: true}
 	}
 	return t, Window{Warmup: *l.warmup, Duration: *l.dur}, nil
 }

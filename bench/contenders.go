@@ -8,14 +8,60 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
-// Families of contenders.
+// Families of contenders: how the client reaches the app.
 const (
 	FamilyDirect  = "direct"
 	FamilyInbound = "inbound"
-	FamilySOCKS   = "socks5"
+	// FamilySOCKS asks a SOCKS5 proxy for the app's IPv4 literal.
+	FamilySOCKS = "socks5"
+	// FamilySOCKSHosts asks it for hostsName, which the proxy finds in a
+	// hosts file.
+	FamilySOCKSHosts = "socks5-hosts"
+	// FamilySOCKSDNS asks it for benchName, which only the bench DNS
+	// server answers.
+	FamilySOCKSDNS = "socks5-dns"
+	// FamilyHTTP asks an HTTP CONNECT proxy for the app's IPv4 literal.
+	FamilyHTTP = "http"
+	// FamilyHTTPHosts asks it for hostsName.
+	FamilyHTTPHosts = "http-hosts"
 )
+
+// hostsName is the name of the hosts-file tests: every hosts file has it,
+// so the peers resolve it through the system's /etc/hosts as they are. The
+// sidecar's hosts file lists ::1 first, then 127.0.0.1, as Debian's
+// /etc/hosts does; bench/run.sh gives the peers the same view.
+const hostsName = "localhost"
+
+// route is how a client of a proxy family asks for the app.
+type route struct {
+	http bool   // HTTP CONNECT, else SOCKS5
+	name string // the host name asked for; empty: the app's IPv4 literal
+	// connOnly runs the connection tests only (rate, rate32, latency): past
+	// its handshake the flow is the relay the literal family's bulk, idle
+	// and client-close tests already measure.
+	connOnly bool
+	// dns marks the family whose name only the bench DNS server knows.
+	dns   bool
+	title string
+}
+
+var routes = map[string]route{
+	FamilyInbound:    {title: "Inbound (IPv6 -> 127.0.0.1)"},
+	FamilySOCKS:      {title: "SOCKS5, IPv4 literal"},
+	FamilySOCKSHosts: {name: hostsName, connOnly: true, title: "SOCKS5, host name from the hosts file (" + hostsName + ")"},
+	FamilySOCKSDNS:   {name: benchName, connOnly: true, dns: true, title: fmt.Sprintf("SOCKS5, host name from DNS (%s, TTL %d s)", benchName, int(dnsTTL.Seconds()))},
+	FamilyHTTP:       {http: true, connOnly: true, title: "HTTP CONNECT, IPv4 literal"},
+	FamilyHTTPHosts:  {http: true, name: hostsName, connOnly: true, title: "HTTP CONNECT, host name from the hosts file (" + hostsName + ")"},
+}
+
+// families lists the proxy families in report order.
+var families = []string{FamilyInbound, FamilySOCKS, FamilySOCKSHosts, FamilySOCKSDNS, FamilyHTTP, FamilyHTTPHosts}
+
+// connOnly reports whether a family runs the connection tests only.
+func connOnly(fam string) bool { return routes[fam].connOnly }
 
 // Contender is one way of reaching the app: directly, through the sidecar,
 // or through a peer proxy.
@@ -30,7 +76,11 @@ type Contender struct {
 	Bin string
 	// NoIdle, if set, says why the idle test is skipped for this contender.
 	NoIdle string
-	start  func(ctx context.Context, e *runEnv, c *Contender) (*Instance, error)
+	// SystemDNS marks a peer that resolves names through the system's
+	// resolv.conf: in the DNS family it runs only where that reaches the
+	// bench DNS server.
+	SystemDNS bool
+	start     func(ctx context.Context, e *runEnv, c *Contender) (*Instance, error)
 }
 
 // Instance is a running contender.
@@ -43,7 +93,10 @@ type Instance struct {
 // runEnv is what starting a contender needs.
 type runEnv struct {
 	procs       *Procs
-	app         string // the app's 127.0.0.1:port
+	app         string // the app's 127.0.0.1:port (it listens on [::1] at the same port too)
+	dns         string // the bench DNS server's address (UDP)
+	systemDNS   bool   // the system resolver answers benchName (bench/run.sh arranges it)
+	self        string // this executable, for the peers it plays itself
 	dir         string // scratch directory for config files
 	sidecar     string
 	sidecarArgs []string
@@ -51,31 +104,59 @@ type runEnv struct {
 	pprof       bool // start the sidecar with --pprof
 }
 
+// peer is a third-party proxy of the SOCKS5 or HTTP families.
+type peer struct {
+	name, bin string
+	http      bool
+	noIdle    string
+	start     func(ctx context.Context, e *runEnv, c *Contender) (*Instance, error)
+}
+
 // contenders returns every contender, in report order. Peers whose binary
-// is missing are returned with an empty Bin and skipped by the driver.
-func contenders(sidecar string) []*Contender {
+// is missing are returned with an empty Bin and skipped by the driver. The
+// sidecar runs with both engines in the inbound and literal SOCKS5 families,
+// and with nameEngines in the others.
+func contenders(sidecar, self string, nameEngines []string) []*Contender {
 	cs := []*Contender{{Name: "direct", Family: FamilyDirect, NoIdle: "no proxy", start: startDirect}}
-	for _, fam := range []string{FamilyInbound, FamilySOCKS} {
-		for _, eng := range []string{"splice", "goroutine"} {
+	sidecars := func(fam string, engines []string) {
+		for _, eng := range engines {
 			cs = append(cs, &Contender{
 				Name: "sidecar-" + eng + "-" + fam, Family: fam, Sidecar: true,
 				Bin: sidecar, start: startSidecar(eng),
 			})
 		}
-		if fam == FamilyInbound {
-			cs = append(cs,
-				&Contender{Name: "haproxy", Family: fam, Peer: true, Bin: lookBin("haproxy"), start: startHAProxy},
-				&Contender{Name: "6tunnel", Family: fam, Peer: true, Bin: lookBin("6tunnel"),
-					NoIdle: "forks a process per connection", start: start6tunnel},
-				&Contender{Name: "socat", Family: fam, Peer: true, Bin: lookBin("socat"),
-					NoIdle: "forks a process per connection", start: startSocat},
-			)
-		} else {
-			cs = append(cs,
-				&Contender{Name: "danted", Family: fam, Peer: true, Bin: lookBin("danted"),
-					NoIdle: "pre-forked process pool", start: startDanted},
-				&Contender{Name: "microsocks", Family: fam, Peer: true, Bin: lookBin("microsocks"), start: startMicrosocks},
-			)
+	}
+	sidecars(FamilyInbound, []string{"splice", "goroutine"})
+	cs = append(cs,
+		&Contender{Name: "haproxy", Family: FamilyInbound, Peer: true, Bin: lookBin("haproxy"), start: startHAProxy},
+		&Contender{Name: "6tunnel", Family: FamilyInbound, Peer: true, Bin: lookBin("6tunnel"),
+			NoIdle: "forks a process per connection", start: start6tunnel},
+		&Contender{Name: "socat", Family: FamilyInbound, Peer: true, Bin: lookBin("socat"),
+			NoIdle: "forks a process per connection", start: startSocat},
+	)
+	peers := []peer{
+		{name: "danted", bin: lookBin("danted"), noIdle: "pre-forked process pool", start: startDanted},
+		{name: "microsocks", bin: lookBin("microsocks"), start: startMicrosocks},
+		{name: "go-socks5-min", bin: self, start: startSOCKS5Min},
+		{name: "tinyproxy", bin: lookBin("tinyproxy"), http: true, start: startTinyproxy},
+	}
+	for _, fam := range families[1:] {
+		r := routes[fam]
+		engines := nameEngines
+		if fam == FamilySOCKS {
+			engines = []string{"splice", "goroutine"}
+		}
+		sidecars(fam, engines)
+		for _, p := range peers {
+			if p.http != r.http {
+				continue
+			}
+			name := p.name
+			if r.name != "" {
+				name += "-" + fam[strings.IndexByte(fam, '-')+1:]
+			}
+			cs = append(cs, &Contender{Name: name, Family: fam, Peer: true, Bin: p.bin,
+				NoIdle: p.noIdle, SystemDNS: r.dns, start: p.start})
 		}
 	}
 	return cs
@@ -100,9 +181,9 @@ func startDirect(_ context.Context, e *runEnv, _ *Contender) (*Instance, error) 
 }
 
 // listenPair picks the port a contender listens on: [::1]:P for inbound,
-// 127.0.0.1:P for SOCKS5.
+// 127.0.0.1:P for the proxies.
 func listenPair(fam string) (host string, port int, err error) {
-	if fam == FamilySOCKS {
+	if fam != FamilyInbound {
 		port, err = freePort("tcp4", "127.0.0.1")
 		return "127.0.0.1", port, err
 	}
@@ -110,12 +191,40 @@ func listenPair(fam string) (host string, port int, err error) {
 	return "::1", port, err
 }
 
+// targetFor is the client's way to a contender listening on host:port:
+// inbound connects to it, a proxy family asks it for the app by its route.
 func targetFor(fam, host string, port int, app string) Target {
 	t := Target{Addr: net.JoinHostPort(host, strconv.Itoa(port))}
-	if fam == FamilySOCKS {
-		t.Dest = app
+	if fam == FamilyInbound {
+		return t
+	}
+	r := routes[fam]
+	t.Dest, t.HTTP = app, r.http
+	if r.name != "" {
+		_, appPort, _ := net.SplitHostPort(app)
+		t.Dest = net.JoinHostPort(r.name, appPort)
 	}
 	return t
+}
+
+// sidecarHosts is the sidecar's hosts file outside the DNS family: the
+// hosts name on both loopback addresses, ::1 first.
+const sidecarHosts = "::1 " + hostsName + "\n127.0.0.1 " + hostsName + "\n"
+
+// sidecarFiles writes the sidecar's resolv.conf and hosts file for a
+// family. In the DNS family the hosts file is empty and resolv.conf names
+// the bench DNS server (address:port, which the sidecar's parser takes), so
+// every name goes through the resolver and its cache.
+func sidecarFiles(e *runEnv, fam string) (resolv, hosts string, err error) {
+	rc, hf := "nameserver ::1\n", sidecarHosts
+	if routes[fam].dns {
+		rc, hf = "nameserver "+e.dns+"\n", ""
+	}
+	if resolv, err = writeConf(e, "resolv-"+fam+".conf", rc); err != nil {
+		return "", "", err
+	}
+	hosts, err = writeConf(e, "hosts-"+fam, hf)
+	return resolv, hosts, err
 }
 
 func startSidecar(engine string) func(context.Context, *runEnv, *Contender) (*Instance, error) {
@@ -132,10 +241,10 @@ func startSidecar(engine string) func(context.Context, *runEnv, *Contender) (*In
 		if err != nil {
 			return nil, err
 		}
-		resolv := filepath.Join(e.dir, "resolv.conf")
-		hosts := filepath.Join(e.dir, "hosts")
-		os.WriteFile(resolv, []byte("nameserver ::1\n"), 0o644)
-		os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644)
+		resolv, hosts, err := sidecarFiles(e, c.Family)
+		if err != nil {
+			return nil, err
+		}
 		argv := []string{c.Bin,
 			"--inbound", fmt.Sprintf("%d=%s", inPort, e.app),
 			"--proxy-listen", fmt.Sprintf("127.0.0.1:%d", proxyPort),
@@ -161,8 +270,8 @@ func startSidecar(engine string) func(context.Context, *runEnv, *Contender) (*In
 			return nil, err
 		}
 		t := targetFor(FamilyInbound, "::1", inPort, e.app)
-		if c.Family == FamilySOCKS {
-			t = targetFor(FamilySOCKS, "127.0.0.1", proxyPort, e.app)
+		if c.Family != FamilyInbound {
+			t = targetFor(c.Family, "127.0.0.1", proxyPort, e.app)
 		}
 		return &Instance{Target: t, Proc: p, Admin: admin}, nil
 	}

@@ -6,12 +6,13 @@
 #   socat         inbound, generic relay
 #   dante-server  SOCKS5 (binary: danted)
 #   microsocks    SOCKS5
+#   tinyproxy     HTTP CONNECT
 # The driver skips any peer whose binary is missing, so partial installs are fine.
 # The packages' own services are never started by the driver; Debian may start
-# danted/haproxy on install, so they are stopped and disabled here.
+# danted/haproxy/tinyproxy on install, so they are stopped and disabled here.
 set -eu
 
-pkgs="haproxy 6tunnel socat dante-server microsocks"
+pkgs="haproxy 6tunnel socat dante-server microsocks tinyproxy"
 
 if [ "$(id -u)" -ne 0 ]; then
 	SUDO=sudo
@@ -32,7 +33,7 @@ fi
 $SUDO apt-get install -y --no-install-recommends $pkgs || true
 
 missing=""
-for b in haproxy 6tunnel socat danted microsocks; do
+for b in haproxy 6tunnel socat danted microsocks tinyproxy; do
 	if ! command -v "$b" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$b" ] && [ ! -x "/usr/bin/$b" ]; then
 		missing="$missing $b"
 	fi

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"log"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,7 +33,11 @@ type runOptions struct {
 	SidecarArgs []string // extra sidecar flags
 	Out         string   // report directory
 	Only        []string // if set, only these contenders (and direct)
-	Logf        func(format string, args ...any)
+	// DNSListen is the bench DNS server's UDP address; if empty,
+	// 127.0.0.1:0. bench/run.sh sets 127.0.0.1:53, which its network
+	// namespace's resolv.conf names, so the peers reach it too.
+	DNSListen string
+	Logf      func(format string, args ...any)
 }
 
 func cmdRun(args []string) error {
@@ -42,6 +48,7 @@ func cmdRun(args []string) error {
 	out := fs.String("out", "", "report directory; if empty, results/<mode>")
 	only := fs.String("only", "", "comma-separated contender names to run (direct is always run)")
 	flows := fs.Int("idle-flows", 0, "override the plan's idle flow count")
+	dnsListen := fs.String("dns-listen", "127.0.0.1:0", "UDP address of the bench DNS server (bench/run.sh: 127.0.0.1:53)")
 	fs.Parse(args)
 	plan, ok := plans[*mode]
 	if !ok {
@@ -51,7 +58,7 @@ func cmdRun(args []string) error {
 		plan.IdleFlows = *flows
 	}
 	o := runOptions{Plan: plan, Sidecar: *sidecar, SidecarArgs: strings.Fields(*sidecarArgs), Out: *out,
-		Logf: log.New(os.Stderr, "bench: ", log.Ltime).Printf}
+		DNSListen: *dnsListen, Logf: log.New(os.Stderr, "bench: ", log.Ltime).Printf}
 	if o.Out == "" {
 		o.Out = filepath.Join("results", plan.Mode)
 	}
@@ -91,28 +98,37 @@ func runDriver(ctx context.Context, o runOptions) (*Results, error) {
 	if st, err := os.Stat(sc); err != nil || st.IsDir() {
 		sc = ""
 	}
-	for _, c := range contenders(sc) {
-		switch {
-		case c.Family != FamilyDirect && len(o.Only) > 0 && !slices.Contains(o.Only, c.Name):
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	_, app, err := procs.startReady(ctx, "serve", []string{self, "serve", "-dual"})
+	if err != nil {
+		return nil, err
+	}
+	_, dns, err := procs.startReady(ctx, "dns", []string{self, "dns", "-listen", cmp.Or(o.DNSListen, "127.0.0.1:0")})
+	if err != nil {
+		return nil, err
+	}
+	d.env = &runEnv{procs: procs, app: app, dns: dns, systemDNS: namesOnly(readFile(systemResolvConf), dns), self: self,
+		dir: tmp, sidecar: sc, sidecarArgs: o.SidecarArgs, maxFlows: o.Plan.IdleFlows}
+	for _, c := range contenders(sc, self, o.Plan.NameEngines) {
+		if c.Family == FamilyDirect {
+			d.cs = append(d.cs, c)
 			continue
-		case c.Family != FamilyDirect && c.Bin == "":
-			why := "not installed (make bench-deps)"
-			if c.Sidecar {
-				why = "sidecar binary not found at " + o.Sidecar
-			}
+		}
+		if len(o.Only) > 0 && !slices.Contains(o.Only, c.Name) {
+			continue
+		}
+		if why := d.unavailable(c, o.Sidecar); why != "" {
 			d.res.Skipped[c.Name] = why
 			continue
 		}
 		d.cs = append(d.cs, c)
 	}
 	d.res.Machine = machineFacts(sc, d.cs)
-	_, app, err := procs.startServe(ctx)
-	if err != nil {
-		return nil, err
-	}
-	d.env = &runEnv{procs: procs, app: app, dir: tmp, sidecar: sc,
-		sidecarArgs: o.SidecarArgs, maxFlows: o.Plan.IdleFlows}
-	d.logf("mode %s, app at %s, %d contenders, estimated %s", o.Plan.Mode, app, len(d.cs), d.estimate())
+	d.logf("mode %s, app at %s (and [::1]), DNS at %s (system resolver reaches it: %v), %d contenders, estimated %s",
+		o.Plan.Mode, app, dns, d.env.systemDNS, len(d.cs), d.estimate())
 
 	d.run(ctx)
 	d.res.Finished = time.Now().UTC()
@@ -127,16 +143,60 @@ func runDriver(ctx context.Context, o runOptions) (*Results, error) {
 	return d.res, ctx.Err()
 }
 
+// unavailable says why a contender cannot run here, or "".
+func (d *driver) unavailable(c *Contender, sidecarFlag string) string {
+	switch {
+	case c.Bin == "" && c.Sidecar:
+		return "sidecar binary not found at " + sidecarFlag
+	case c.Bin == "":
+		return "not installed (make bench-deps)"
+	case c.SystemDNS && !d.env.systemDNS:
+		return systemResolvConf + " does not name the bench DNS server on port 53 (bench/run.sh arranges it when run as root)"
+	}
+	return ""
+}
+
+// systemResolvConf is the resolv.conf the peers' resolvers read.
+const systemResolvConf = "/etc/resolv.conf"
+
+// namesOnly reports whether resolv.conf text sends every query to the DNS
+// server at addr: its nameserver lines name addr's IP and nothing else, and
+// addr is on port 53 (system resolvers take no port). It is read rather
+// than probed, so that no query leaves loopback to find out.
+func namesOnly(resolvConf, addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || ap.Port() != 53 {
+		return false
+	}
+	n := 0
+	for _, l := range strings.Split(resolvConf, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f[1]); err != nil || a.Unmap() != ap.Addr().Unmap() {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
 // estimate is the planned wall time, ignoring start-up.
 func (d *driver) estimate() time.Duration {
 	p := d.plan
 	long := p.Warmup + p.Duration
 	short := p.Warmup + p.ShortDuration
-	per := time.Duration(p.Reps)*(2*long+short) + short
+	conn := time.Duration(p.Reps) * (2*long + short)
+	per := conn + time.Duration(p.Reps)*long + short
 	idle := time.Duration(p.IdleReps) * (idleSettle + time.Duration(p.IdleFlows)*time.Millisecond/4)
 	prof := time.Duration(len(p.ProfileContends)) * (time.Duration(p.ProfileSeconds)*time.Second + 2*p.Warmup)
 	var total time.Duration
 	for _, c := range d.cs {
+		if connOnly(c.Family) {
+			total += conn
+			continue
+		}
 		total += per
 		if c.NoIdle == "" {
 			total += idle
@@ -193,6 +253,7 @@ func (d *driver) runContender(ctx context.Context, c *Contender, cr *ContenderRe
 	p := d.plan
 	long := Window{Warmup: p.Warmup, Duration: p.Duration}
 	short := Window{Warmup: p.Warmup, Duration: p.ShortDuration}
+	conn := connOnly(c.Family)
 	tests := []struct {
 		id   string
 		skip bool
@@ -201,11 +262,12 @@ func (d *driver) runContender(ctx context.Context, c *Contender, cr *ContenderRe
 		// Idle first, on the fresh process: later tests churn the heap,
 		// and the allocator returning that memory mid-measurement would
 		// make the per-flow numbers drift (even below zero).
-		{TestIdle, c.NoIdle != "" || rep > p.IdleReps, func() Run { return d.idle(ctx, inst) }},
+		{TestIdle, conn || c.NoIdle != "" || rep > p.IdleReps, func() Run { return d.idle(ctx, inst) }},
 		{TestRate, false, func() Run { return d.rate(ctx, inst, p.Workers, false, long) }},
+		{TestRate32, p.Workers32 <= 0, func() Run { return d.rate(ctx, inst, p.Workers32, false, long) }},
 		{TestLatency, false, func() Run { return d.rate(ctx, inst, 1, false, short) }},
-		{TestRateCC, rep > 1, func() Run { return d.rate(ctx, inst, p.Workers, true, short) }},
-		{TestBulk, false, func() Run { return d.bulk(ctx, inst, long) }},
+		{TestRateCC, conn || rep > 1, func() Run { return d.rate(ctx, inst, p.Workers, true, short) }},
+		{TestBulk, conn, func() Run { return d.bulk(ctx, inst, long) }},
 	}
 	for _, t := range tests {
 		if t.skip || ctx.Err() != nil {

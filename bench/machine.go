@@ -42,11 +42,12 @@ func machineFacts(sidecar string, cs []*Contender) Machine {
 		m.Kernel = runtime.GOOS
 	}
 	for _, c := range cs {
-		if !c.Peer {
+		name := filepath.Base(c.Bin)
+		if _, done := m.Versions[name]; !c.Peer || done {
 			continue
 		}
-		if v := peerVersion(c.Name, c.Bin); v != "" {
-			m.Versions[c.Name] = v
+		if v := peerVersion(name, c.Bin); v != "" {
+			m.Versions[name] = v
 		}
 	}
 	return m
@@ -61,20 +62,25 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
-// peerVersion asks a peer for its version (best effort, never fatal).
+// peerVersion asks a peer for its version (best effort, never fatal): the
+// first line of its answer that holds the peer's marker.
 func peerVersion(name, bin string) string {
-	var args []string
+	var flag, marker string
 	switch name {
-	case "haproxy", "danted":
-		args = []string{"-v"}
+	case "haproxy":
+		flag, marker = "-v", "version"
 	case "socat":
-		args = []string{"-V"}
+		flag, marker = "-V", "version"
+	case "danted":
+		flag, marker = "-v", "dante v"
+	case "tinyproxy":
+		flag, marker = "-v", "tinyproxy "
 	default:
 		return ""
 	}
-	out, _ := exec.Command(bin, args...).CombinedOutput()
+	out, _ := exec.Command(bin, flag).CombinedOutput()
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(strings.ToLower(l), "version") {
+		if strings.Contains(strings.ToLower(l), marker) {
 			return strings.TrimSpace(l)
 		}
 	}

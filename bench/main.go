@@ -8,16 +8,19 @@
 //
 // Usage:
 //
-//	bench serve [-listen 127.0.0.1:0]
-//	bench rate  -target ADDR [-socks PROXY] [-workers N] [-duration D] [-client-close] [-pid PID]
-//	bench bulk  -target ADDR [-socks PROXY] [-streams N] [-duration D] [-pid PID]
-//	bench idle  -target ADDR [-socks PROXY] -flows K -pid PID
-//	bench run   [-mode quick|full] [-sidecar PATH] [-out DIR] [-only NAMES] [-idle-flows K]
+//	bench serve     [-listen 127.0.0.1:0] [-dual]
+//	bench dns       [-listen 127.0.0.1:0] [-name app.bench.test] [-ttl 300s]
+//	bench socks5min -listen ADDR
+//	bench rate      -target ADDR [-socks PROXY|-http PROXY] [-workers N] [-duration D] [-client-close] [-pid PID]
+//	bench bulk      -target ADDR [-socks PROXY|-http PROXY] [-streams N] [-duration D] [-pid PID]
+//	bench idle      -target ADDR [-socks PROXY|-http PROXY] -flows K -pid PID
+//	bench run       [-mode quick|full] [-sidecar PATH] [-out DIR] [-only NAMES] [-idle-flows K] [-dns-listen ADDR]
 //
 // ADDR is the app (bench serve), an inbound mapping in front of it, or with
-// -socks the app's IPv4 address:port behind a SOCKS5 proxy. PID is the
-// proxy whose CPU, memory and fds are measured. See README.md for what run
-// measures and reports.
+// -socks or -http the host:port (a literal or a name) the SOCKS5 or HTTP
+// CONNECT proxy is asked for. PID is the proxy whose CPU, memory and fds are
+// measured. dns is the name server of the DNS tests and socks5min the
+// go-socks5-min peer. See README.md for what run measures and reports.
 package main
 
 import (
@@ -32,7 +35,9 @@ var (
 	errSOCKSMethod    = errors.New("bench: socks: no acceptable method")
 	errSOCKSRep       = errors.New("bench: socks: request failed")
 	errSOCKSAtyp      = errors.New("bench: socks: bad address type")
-	errSOCKSDest      = errors.New("bench: socks: destination is not an IPv4 address:port")
+	errSOCKSDest      = errors.New("bench: socks: destination is not host:port")
+	errHTTPStatus     = errors.New("bench: http connect: request failed")
+	errHTTPHeader     = errors.New("bench: http connect: malformed response")
 	errBadEcho        = errors.New("bench: echo mismatch")
 	errNoEOF          = errors.New("bench: expected EOF from the app")
 	errNotEstablished = errors.New("bench: idle flows not established")
@@ -49,37 +54,45 @@ func main() {
 		os.Exit(2)
 	}
 	raiseNoFile()
-	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
-	case "serve":
-		err = cmdServe(args)
-	case "rate":
-		err = cmdRate(args)
-	case "bulk":
-		err = cmdBulk(args)
-	case "idle":
-		err = cmdIdle(args)
-	case "run":
-		err = cmdRun(args)
-	case "help", "-h", "--help":
+	cmd, args := os.Args[1], os.Args[2:]
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
 		usage()
 		return
-	default:
+	}
+	run, ok := commands[cmd]
+	if !ok {
 		usage()
 		os.Exit(2)
 	}
-	if err != nil {
+	if err := run(args); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
+// commands are the subcommands by name.
+var commands = map[string]func(args []string) error{
+	"serve":     cmdServe,
+	"dns":       cmdDNS,
+	"socks5min": cmdSOCKS5Min,
+	"rate":      cmdRate,
+	"bulk":      cmdBulk,
+	"idle":      cmdIdle,
+	"run":       cmdRun,
+}
+
+// childCommands are the subcommands the driver runs as children of its own
+// executable (a test binary plays them too: see TestMain).
+var childCommands = []string{"serve", "dns", "socks5min"}
+
 func usage() {
-	fmt.Fprint(os.Stderr, `usage: bench serve|rate|bulk|idle|run [flags]
-  serve  IPv4-only app on 127.0.0.1 (echo, echo-once, sink, source, hold)
-  rate   connection per request, 64 B echo, N workers; conns/s and latency
-  bulk   N long streams each direction; Gbit/s
-  idle   K idle flows; RSS, PSS and fds per flow of a proxy PID
-  run    the driver: all contenders, all tests, report in -out
+	fmt.Fprint(os.Stderr, `usage: bench serve|dns|socks5min|rate|bulk|idle|run [flags]
+  serve      the app on 127.0.0.1 (and [::1] with -dual): echo, echo-once, sink, source, hold
+  dns        name server answering app.bench.test with ::1 and 127.0.0.1
+  socks5min  go-socks5-min, a naive SOCKS5 CONNECT server (a peer)
+  rate       connection per request, 64 B echo, N workers; conns/s and latency
+  bulk       N long streams each direction; Gbit/s
+  idle       K idle flows; RSS, PSS and fds per flow of a proxy PID
+  run        the driver: all contenders, all tests, report in -out
 `)
 }

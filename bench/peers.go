@@ -67,20 +67,23 @@ func startSocat(ctx context.Context, e *runEnv, c *Contender) (*Instance, error)
 	return startPeer(ctx, e, c, host, port, argv)
 }
 
-// dantedConf is a no-auth SOCKS5 server on loopback for loopback.
+// dantedConf is a no-auth SOCKS5 server on loopback for loopback. It has
+// an external address of each family, so a name that resolves to ::1 first
+// is connected as it is (0/0 matches both families and names).
 const dantedConf = `logoutput: stderr
 internal: 127.0.0.1 port = %d
 external: 127.0.0.1
+external: ::1
 clientmethod: none
 socksmethod: none
 user.privileged: root
 user.unprivileged: nobody
 client pass {
-	from: 127.0.0.0/8 to: 0.0.0.0/0
+	from: 127.0.0.0/8 to: 0/0
 	log: error
 }
 socks pass {
-	from: 127.0.0.0/8 to: 127.0.0.0/8
+	from: 127.0.0.0/8 to: 0/0
 	command: connect
 	log: error
 }
@@ -105,4 +108,39 @@ func startMicrosocks(ctx context.Context, e *runEnv, c *Contender) (*Instance, e
 	}
 	argv := []string{c.Bin, "-i", host, "-p", strconv.Itoa(port)}
 	return startPeer(ctx, e, c, host, port, argv)
+}
+
+// startSOCKS5Min runs go-socks5-min, the bench's own naive Go server.
+func startSOCKS5Min(ctx context.Context, e *runEnv, c *Contender) (*Instance, error) {
+	host, port, err := listenPair(c.Family)
+	if err != nil {
+		return nil, err
+	}
+	argv := []string{c.Bin, "socks5min", "-listen", net.JoinHostPort(host, strconv.Itoa(port))}
+	return startPeer(ctx, e, c, host, port, argv)
+}
+
+// tinyproxyConf is an HTTP CONNECT proxy on loopback for loopback, in the
+// foreground, logging only what is critical. Without ConnectPort lines
+// CONNECT may reach any port. MaxClients is its cap on concurrent
+// connections (a thread each).
+const tinyproxyConf = `Port %d
+Listen 127.0.0.1
+Timeout 120
+MaxClients %d
+Allow 127.0.0.1
+DisableViaHeader Yes
+LogLevel Critical
+`
+
+func startTinyproxy(ctx context.Context, e *runEnv, c *Contender) (*Instance, error) {
+	host, port, err := listenPair(c.Family)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := writeConf(e, "tinyproxy.conf", fmt.Sprintf(tinyproxyConf, port, e.maxFlows+200))
+	if err != nil {
+		return nil, err
+	}
+	return startPeer(ctx, e, c, host, port, []string{c.Bin, "-d", "-c", cfg})
 }

@@ -25,7 +25,7 @@ func writePlots(dir string, res *Results) ([]string, error) {
 		names = append(names, name)
 		return nil
 	}
-	for _, fam := range []string{FamilyInbound, FamilySOCKS} {
+	for _, fam := range families {
 		p, err := latencyCDF(res, fam)
 		if err != nil {
 			return names, err
@@ -34,20 +34,22 @@ func writePlots(dir string, res *Results) ([]string, error) {
 			return names, err
 		}
 	}
+	workers := func(n int) string { return fmt.Sprintf("%d workers", n) }
 	bars := []struct {
-		file, title, unit, test string
-		series                  []barSeries
+		file, title, unit string
+		series            []barSeries
 	}{
-		{"conn-rate.svg", "Connection rate", "connections/s", TestRate, []barSeries{{"conn/s", mRate}}},
-		{"bulk-throughput.svg", "Bulk throughput", "Gbit/s", TestBulk, []barSeries{{"up", mUp}, {"down", mDown}}},
-		{"idle-memory.svg", "Memory per idle flow", "KiB per flow", TestIdle, []barSeries{{"RSS", mRSS}, {"PSS", mPSS}}},
+		{"conn-rate.svg", "Connection rate", "connections/s", []barSeries{
+			{workers(res.Plan.Workers), TestRate, mRate}, {workers(res.Plan.Workers32), TestRate32, mRate}}},
+		{"bulk-throughput.svg", "Bulk throughput", "Gbit/s", []barSeries{{"up", TestBulk, mUp}, {"down", TestBulk, mDown}}},
+		{"idle-memory.svg", "Memory per idle flow", "KiB per flow", []barSeries{{"RSS", TestIdle, mRSS}, {"PSS", TestIdle, mPSS}}},
 	}
 	for _, b := range bars {
-		p, err := barPlot(res, b.title, b.unit, b.test, b.series)
+		p, err := barPlot(res, b.title, b.unit, b.series)
 		if err != nil {
 			return names, err
 		}
-		rows := len(rowsFor(res, b.test, ""))
+		rows := len(rowsFor(res, b.series[0].test, ""))
 		if err := save(b.file, p, vg.Length(1.2+0.35*float64(rows))*vg.Inch); err != nil {
 			return names, err
 		}
@@ -93,15 +95,17 @@ func latencyCDF(res *Results, fam string) (*plot.Plot, error) {
 	return p, nil
 }
 
+// barSeries is one bar of each group: a metric of a test.
 type barSeries struct {
 	label string
+	test  string
 	m     func(Run) float64
 }
 
-// barPlot draws horizontal grouped bars: one group per contender, one bar
-// per series, at the mean over reps.
-func barPlot(res *Results, title, unit, test string, series []barSeries) (*plot.Plot, error) {
-	rows := rowsFor(res, test, "")
+// barPlot draws horizontal grouped bars: one group per contender that ran
+// the first series' test, one bar per series, at the mean over reps.
+func barPlot(res *Results, title, unit string, series []barSeries) (*plot.Plot, error) {
+	rows := rowsFor(res, series[0].test, "")
 	if len(rows) == 0 {
 		return nil, nil
 	}
@@ -117,7 +121,7 @@ func barPlot(res *Results, title, unit, test string, series []barSeries) (*plot.
 		vals := make(plotter.Values, len(rows))
 		for i, c := range rows {
 			names[i] = c.Name
-			st := statOf(c.Tests[test], s.m)
+			st := statOf(c.Tests[s.test], s.m)
 			if !math.IsNaN(st.Mean) {
 				vals[i] = st.Mean
 			}

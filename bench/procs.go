@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -127,14 +126,11 @@ func (ps *Procs) StopAll() {
 	wg.Wait()
 }
 
-// startServe starts `bench serve` as a child and returns the app address.
-func (ps *Procs) startServe(ctx context.Context) (*Proc, string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, "", err
-	}
+// startReady starts a child that prints readyPrefix and its address as
+// its first line (bench serve, bench dns) and returns that address.
+func (ps *Procs) startReady(ctx context.Context, name string, argv []string) (*Proc, string, error) {
 	pr, pw := io.Pipe()
-	p, err := ps.Start("serve", []string{exe, "serve"}, pw)
+	p, err := ps.Start(name, argv, pw)
 	if err != nil {
 		return nil, "", err
 	}
@@ -156,14 +152,14 @@ func (ps *Procs) startServe(ctx context.Context) (*Proc, string, error) {
 		addr, ok := strings.CutPrefix(l, readyPrefix)
 		if !ok {
 			ps.Stop(p)
-			return nil, "", fmt.Errorf("%w: serve said %q", errNotReady, l)
+			return nil, "", fmt.Errorf("%w: %s said %q", errNotReady, name, l)
 		}
 		return p, addr, nil
 	case <-time.After(readyTimeout):
 	case <-ctx.Done():
 	}
 	ps.Stop(p)
-	return nil, "", fmt.Errorf("%w: serve: %s", errNotReady, p.Log())
+	return nil, "", fmt.Errorf("%w: %s: %s", errNotReady, name, p.Log())
 }
 
 // waitDial polls until addr accepts a TCP connection, p exits, or the

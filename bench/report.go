@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -41,6 +42,7 @@ func familyTables(p Plan) []table {
 	latCols := append([]col{{head: "p50 us", m: mP50, prec: 1, ratio: true}}, lat[1:]...)
 	return []table{
 		{fmt.Sprintf("Connection rate, %d workers, app closes first", p.Workers), TestRate, rateCols},
+		{fmt.Sprintf("Connection rate, %d workers, app closes first", p.Workers32), TestRate32, rateCols},
 		{fmt.Sprintf("Connection rate, %d workers, client closes first", p.Workers), TestRateCC, rateCols},
 		{"Latency, 1 worker (connect + 64 B echo)", TestLatency, latCols},
 		{fmt.Sprintf("Bulk, %d streams each direction", p.Streams), TestBulk, []col{
@@ -90,10 +92,13 @@ func renderReport(w io.Writer, res *Results, plots []string) {
 		fmt.Fprintf(w, "| %s | %s |\n", k, m.Versions[k])
 	}
 	fmt.Fprintf(w, "\nEach test: %s warm-up (not measured), then %s (latency and client-close rate: %s); %d rep(s), a fresh process per contender per rep; spread = (max-min)/mean over reps. "+
-		"Idle: %d flows. Everything on loopback; the app is `bench serve` on 127.0.0.1. Inbound: IPv6 client to [::1]:P, proxy to 127.0.0.1. SOCKS5: client to 127.0.0.1:P, CONNECT to the app's IPv4 address. "+
+		"Idle: %d flows. Everything on loopback; the app is `bench serve` on 127.0.0.1 and [::1], one port. Inbound: IPv6 client to [::1]:P, proxy to 127.0.0.1. "+
+		"Proxies: client to 127.0.0.1:P, SOCKS5 or HTTP CONNECT to the app's IPv4 literal, or to a name: `%s` from a hosts file (the sidecar's lists ::1 first, then 127.0.0.1; peers read the system's /etc/hosts), "+
+		"or `%s` from the bench DNS server (A 127.0.0.1, AAAA ::1, TTL %d s; the sidecar with an empty hosts file and a resolv.conf naming that server, peers through the system's resolv.conf). "+
+		"The name and HTTP CONNECT families run the connection tests only (past the handshake the relay is the literal family's); sidecar engines there: %s. "+
 		"Direct (client straight to the app) is the physical limit. CPU is the proxy's process tree (utime+stime, 10 ms ticks); "+
 		"on loopback the sender's system call also runs the receiver's TCP input, so it includes kernel work for the client and app sides of the proxy's sockets.\n\n",
-		p.Warmup, p.Duration, p.ShortDuration, p.Reps, p.IdleFlows)
+		p.Warmup, p.Duration, p.ShortDuration, p.Reps, p.IdleFlows, hostsName, benchName, int(dnsTTL.Seconds()), strings.Join(p.NameEngines, ", "))
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "> **Note:** %s\n\n", n)
 	}
@@ -113,9 +118,11 @@ func renderReport(w io.Writer, res *Results, plots []string) {
 		}
 	}
 	renderTargets(w, res.Targets)
-	for _, fam := range []string{FamilyInbound, FamilySOCKS} {
-		title := map[string]string{FamilyInbound: "Inbound (IPv6 -> 127.0.0.1)", FamilySOCKS: "SOCKS5 proxy"}[fam]
-		fmt.Fprintf(w, "## %s\n\n", title)
+	for _, fam := range families {
+		if !hasFamily(res, fam) {
+			continue
+		}
+		fmt.Fprintf(w, "## %s\n\n", routes[fam].title)
 		for _, t := range familyTables(p) {
 			renderTable(w, res, t, fam)
 		}
@@ -124,7 +131,7 @@ func renderReport(w io.Writer, res *Results, plots []string) {
 	renderTable(w, res, idleTable, "")
 	var notIdle []string
 	for _, c := range res.Contenders {
-		if c.NoIdle != "" && c.Family != FamilyDirect {
+		if c.NoIdle != "" && c.Family != FamilyDirect && !connOnly(c.Family) {
 			notIdle = append(notIdle, c.Name+" ("+c.NoIdle+")")
 		}
 	}
@@ -143,34 +150,62 @@ func renderReport(w io.Writer, res *Results, plots []string) {
 	renderErrors(w, res)
 }
 
+// targetGroups are the target sets in report order: the harness's first
+// ones (no group), then issue 12's.
+var targetGroups = []string{"", groupIssue12}
+
 func renderTargets(w io.Writer, ts []TargetResult) {
 	if len(ts) == 0 {
 		fmt.Fprint(w, "## Targets\n\nNo sidecar results: targets not evaluated.\n\n")
 		return
 	}
-	pass := 0
-	for _, t := range ts {
-		if t.Pass {
-			pass++
+	for _, g := range targetGroups {
+		var in []TargetResult
+		pass := 0
+		for _, t := range ts {
+			if t.Group == g {
+				in = append(in, t)
+				if t.Pass {
+					pass++
+				}
+			}
+		}
+		if len(in) == 0 {
+			continue
+		}
+		title := "Targets"
+		if g != "" {
+			title += ", " + g
+		}
+		fmt.Fprintf(w, "## %s (%d of %d pass)\n\n", title, pass, len(in))
+		if intro := groupIntro[g]; intro != "" {
+			fmt.Fprintf(w, "%s\n\n", intro)
+		}
+		fmt.Fprint(w, "| contender | target | value | limit | result | note |\n|---|---|---:|---:|---|---|\n")
+		for _, t := range in {
+			verdict := "**FAIL**"
+			if t.Pass {
+				verdict = "PASS"
+			}
+			value := fnum(t.Value, 2) + " " + t.Unit
+			if t.NoData {
+				value = "-"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s %s %s | %s | %s |\n",
+				t.Contender, t.Name, value, t.Op, fnum(t.Limit, 2), t.Unit, verdict, t.Note)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// hasFamily reports whether any contender of fam has results.
+func hasFamily(res *Results, fam string) bool {
+	for _, c := range res.Contenders {
+		if c.Family == fam && len(c.Tests) > 0 {
+			return true
 		}
 	}
-	fmt.Fprintf(w, "## Targets (%d of %d pass)\n\n| contender | target | value | limit | result | note |\n|---|---|---:|---:|---|---|\n", pass, len(ts))
-	for _, t := range ts {
-		verdict := "**FAIL**"
-		if t.Pass {
-			verdict = "PASS"
-		}
-		op := "<="
-		if t.Unit == "x" && (strings.Contains(t.Name, "rate") || strings.Contains(t.Name, "bulk")) {
-			op = ">="
-		}
-		if t.Unit == "fds" {
-			op = "=="
-		}
-		fmt.Fprintf(w, "| %s | %s | %s %s | %s %s %s | %s | %s |\n",
-			t.Contender, t.Name, fnum(t.Value, 2), t.Unit, op, fnum(t.Limit, 2), t.Unit, verdict, t.Note)
-	}
-	fmt.Fprintln(w)
+	return false
 }
 
 // rowsFor returns direct and the contenders of a family (all non-direct
@@ -190,8 +225,8 @@ func rowsFor(res *Results, test, fam string) []*ContenderResult {
 
 func renderTable(w io.Writer, res *Results, t table, fam string) {
 	rows := rowsFor(res, t.test, fam)
-	if len(rows) == 0 {
-		return
+	if !slices.ContainsFunc(rows, func(c *ContenderResult) bool { return c.Family != FamilyDirect }) {
+		return // direct alone: the family does not run this test
 	}
 	fmt.Fprintf(w, "### %s\n\n| contender |", t.title)
 	align := "|---|"
@@ -323,7 +358,7 @@ func renderProfile(w io.Writer, pr *ProfileResult) {
 func renderErrors(w io.Writer, res *Results) {
 	var lines []string
 	for _, c := range res.Contenders {
-		for _, test := range []string{TestRate, TestRateCC, TestLatency, TestBulk, TestIdle} {
+		for _, test := range []string{TestRate, TestRate32, TestRateCC, TestLatency, TestBulk, TestIdle} {
 			for i, r := range c.Tests[test] {
 				if r.Errors > 0 {
 					lines = append(lines, fmt.Sprintf("| %s | %s | %d | %d | %s |", c.Name, test, i+1, r.Errors, oneLine(r.ErrorSample)))

@@ -67,7 +67,9 @@ func TestEvalTargets(t *testing.T) {
 	res := fixture()
 	got := map[string]TargetResult{}
 	for _, tr := range evalTargets(res) {
-		got[tr.Contender+"/"+tr.Name] = tr
+		if tr.Group == "" {
+			got[tr.Contender+"/"+tr.Name] = tr
+		}
 	}
 	tests := []struct {
 		key   string
@@ -199,5 +201,96 @@ func TestTopFunctions(t *testing.T) {
 				t.Errorf("%s row %d: %+v, want %+v", tt.name, i, tt.got[i], tt.want[i])
 			}
 		}
+	}
+}
+
+// fixture12 adds what issue 12's targets read to fixture: the rate32
+// test, the splice sidecar with a hosts name over SOCKS5 and HTTP CONNECT,
+// its HTTP literal path, and microsocks asking for the same name.
+func fixture12() *Results {
+	r := fixture()
+	r.Plan.Workers32 = 32
+	run := func(cps, p50, cpuUs float64) []Run {
+		return []Run{{Seconds: 10, CPUSeconds: cpuUs * cps * 10 / 1e6, Conns: uint64(cps * 10), ConnsPerSec: cps, P50us: p50, CPUusConn: cpuUs}}
+	}
+	conn := func(cps, p50, cpu float64) map[string][]Run {
+		return map[string][]Run{TestRate: run(cps, 0, cpu), TestRate32: run(cps*1.1, 0, cpu), TestLatency: run(0, p50, 0)}
+	}
+	for _, c := range r.Contenders {
+		if rs := c.Tests[TestRate]; len(rs) > 0 {
+			c.Tests[TestRate32] = rs
+		}
+	}
+	r.Contenders = append(r.Contenders,
+		&ContenderResult{Name: "sidecar-splice-socks5-hosts", Family: FamilySOCKSHosts, Sidecar: true, Tests: conn(3800, 300, 100)},
+		&ContenderResult{Name: "microsocks-hosts", Family: FamilySOCKSHosts, Peer: true, Tests: conn(2000, 400, 160)},
+		&ContenderResult{Name: "sidecar-splice-http", Family: FamilyHTTP, Sidecar: true, Tests: conn(5000, 200, 90)},
+		&ContenderResult{Name: "sidecar-splice-http-hosts", Family: FamilyHTTPHosts, Sidecar: true, Tests: conn(4000, 350, 130)},
+	)
+	return r
+}
+
+func TestEvalIssue12(t *testing.T) {
+	got := map[string]TargetResult{}
+	for _, tr := range evalTargets(fixture12()) {
+		if tr.Group == groupIssue12 {
+			got[tr.Contender+"/"+tr.Name] = tr
+		}
+	}
+	tests := []struct {
+		key   string
+		value float64
+		pass  bool
+	}{
+		// literal SOCKS5: reps of 3600 and 4400 conn/s, mean 4000
+		{"sidecar-splice-socks5-hosts/conn rate (16 workers) vs own literal path", 0.95, true},
+		{"sidecar-splice-socks5-hosts/conn rate (32 workers) vs microsocks", 1.9, true},
+		{"sidecar-splice-socks5-hosts/CPU per connection (16 workers) vs microsocks", 0.625, true},
+		{"sidecar-splice-socks5-hosts/p50 (1 worker) vs microsocks", 0.75, true},
+		{"sidecar-splice-http-hosts/conn rate (32 workers) vs own literal path", 0.8, false},
+		{"sidecar-splice-http-hosts/conn rate (16 workers) vs microsocks", 2, true},
+		{"sidecar-splice-http-hosts/CPU per connection (32 workers) vs microsocks", 130.0 / 160, false},
+		{"sidecar-splice-http-hosts/p50 (1 worker) vs microsocks", 0.875, false},
+		// inbound against haproxy: 7000 vs 5000 conn/s, p50 70 vs 90 us
+		{"sidecar-splice-inbound/conn rate (16 workers) vs haproxy", 1.4, true},
+		{"sidecar-splice-inbound/conn rate (32 workers) vs haproxy", 1.4, true},
+		{"sidecar-splice-inbound/p50 (1 worker) vs haproxy", 70.0 / 90, true},
+		{"sidecar-splice-inbound/idle RSS per flow", 2.5, false}, // issue 12 holds it to 1 KiB
+		{"sidecar-splice-inbound/idle fds per flow (exactly)", 2, true},
+		{"sidecar-splice-socks5/bulk up vs direct", 0.4, false},
+	}
+	for _, tt := range tests {
+		tr, ok := got[tt.key]
+		if !ok {
+			t.Errorf("%s: missing", tt.key)
+			continue
+		}
+		if diff := tr.Value - tt.value; diff > 1e-9 || diff < -1e-9 || tr.Pass != tt.pass {
+			t.Errorf("%s: value %v pass %v, want %v %v (%s)", tt.key, tr.Value, tr.Pass, tt.value, tt.pass, tr.Note)
+		}
+	}
+	if _, ok := got["sidecar-goroutine-inbound/conn rate (16 workers) vs haproxy"]; ok {
+		t.Error("issue 12's targets are the splice engine's")
+	}
+	var b bytes.Buffer
+	res := fixture12()
+	res.Targets = evalTargets(res)
+	renderReport(&b, res, nil)
+	for _, want := range []string{
+		"## Targets, issue 12 (",
+		"| sidecar-splice-inbound | p50 (1 worker) vs haproxy | 0.78 x | < 1.00 x | PASS |",
+		"## SOCKS5, host name from the hosts file (localhost)",
+		"### Connection rate, 32 workers, app closes first",
+		"| sidecar-splice-socks5-hosts | 3800 | - | 0.38 | 1.90 |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(b.String(), "## SOCKS5, host name from DNS") {
+		t.Error("report has a section for a family that did not run")
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", b.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 // Test ids, in report order.
 const (
 	TestRate    = "rate"    // N workers, the app closes first
+	TestRate32  = "rate32"  // as rate, with Plan.Workers32 workers
 	TestRateCC  = "rate-cc" // N workers, the client closes first
 	TestLatency = "latency" // 1 worker, the app closes first
 	TestBulk    = "bulk"
@@ -23,28 +24,36 @@ type Plan struct {
 	Duration        time.Duration `json:"duration_ns"`
 	ShortDuration   time.Duration `json:"short_duration_ns"` // latency and rate-cc
 	Workers         int           `json:"workers"`
+	Workers32       int           `json:"workers_rate32"` // of the rate32 test
 	Streams         int           `json:"streams_per_direction"`
 	IdleFlows       int           `json:"idle_flows"`
 	Reps            int           `json:"reps"`
 	IdleReps        int           `json:"idle_reps"`
 	ProfileSeconds  int           `json:"profile_seconds"`
 	ProfileContends []string      `json:"profile_contenders"`
+	// NameEngines are the sidecar engines run in the families past the
+	// inbound and literal SOCKS5 ones (names, HTTP CONNECT).
+	NameEngines []string `json:"name_engines"`
 }
 
-// plans are the built-in run shapes. Quick fits in about two minutes and
-// full in about twelve on two cores with every peer installed.
+// plans are the built-in run shapes. Quick is a sanity check (short
+// windows, the splice engine only past the literal families); full is the
+// measurement. Their durations on two cores with every peer installed are
+// in README.md.
 var plans = map[string]Plan{
 	"quick": {
-		Mode: "quick", Warmup: 300 * time.Millisecond, Duration: 2500 * time.Millisecond,
-		ShortDuration: time.Second, Workers: 16, Streams: 2,
+		Mode: "quick", Warmup: 250 * time.Millisecond, Duration: 1500 * time.Millisecond,
+		ShortDuration: 700 * time.Millisecond, Workers: 16, Workers32: 32, Streams: 2,
 		IdleFlows: 1000, Reps: 1, IdleReps: 1, ProfileSeconds: 2,
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
+		NameEngines:     []string{"splice"},
 	},
 	"full": {
-		Mode: "full", Warmup: time.Second, Duration: 8 * time.Second,
-		ShortDuration: 4 * time.Second, Workers: 16, Streams: 2,
+		Mode: "full", Warmup: time.Second, Duration: 6 * time.Second,
+		ShortDuration: 3 * time.Second, Workers: 16, Workers32: 32, Streams: 2,
 		IdleFlows: 9000, Reps: 2, IdleReps: 2, ProfileSeconds: 5,
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
+		NameEngines:     []string{"splice", "goroutine"},
 	},
 }
 
@@ -105,10 +114,14 @@ type TargetResult struct {
 	Name      string  `json:"name"`
 	Contender string  `json:"contender"`
 	Value     float64 `json:"value"`
+	Op        string  `json:"op"` // how Value must compare to Limit: >=, <=, < or ==
 	Limit     float64 `json:"limit"`
 	Unit      string  `json:"unit"`
 	Pass      bool    `json:"pass"`
+	NoData    bool    `json:"no_data,omitempty"` // a side of the comparison did not run (Value is 0)
 	Note      string  `json:"note,omitempty"`
+	// Group is the set of targets it belongs to (the issue that set them).
+	Group string `json:"group,omitempty"`
 }
 
 // contender returns the result of a contender by name, or nil.

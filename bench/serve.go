@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 )
@@ -29,14 +30,18 @@ const reqSize = 64
 // bulkChunk is the buffer size of the bulk load and the app's source/sink.
 const bulkChunk = 256 << 10
 
-// Server is the IPv4-only application the proxies forward to. The zero value
-// listens on 127.0.0.1 with an ephemeral port.
+// Server is the application the proxies forward to. The zero value listens
+// on 127.0.0.1 with an ephemeral port.
 type Server struct {
-	// Addr is the address to listen on; if empty, 127.0.0.1:0.
+	// Addr is the IPv4 address to listen on; if empty, 127.0.0.1:0.
 	Addr string
+	// Dual also listens on [::1] at the same port, so that a name listing
+	// both loopback addresses reaches the app whichever one a proxy picks
+	// (a dual-stack origin, as a user's would be).
+	Dual bool
 
 	mu    sync.Mutex
-	ln    net.Listener
+	lns   []net.Listener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
@@ -48,26 +53,52 @@ func (s *Server) addr() string {
 	return s.Addr
 }
 
-// Start opens the listener and returns its address.
+// dualTries bounds the search for a port free on both loopback addresses
+// (an ephemeral IPv4 port may be taken on [::1]).
+const dualTries = 20
+
+// Start opens the listeners and returns the IPv4 address.
 func (s *Server) Start() (string, error) {
-	ln, err := net.Listen("tcp4", s.addr())
+	lns, err := s.listen()
 	if err != nil {
 		return "", fmt.Errorf("bench: serve: %w", err)
 	}
 	s.mu.Lock()
-	s.ln = ln
+	s.lns = lns
 	s.conns = make(map[net.Conn]struct{})
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go s.accept(ln)
-	return ln.Addr().String(), nil
+	for _, ln := range lns {
+		s.wg.Add(1)
+		go s.accept(ln)
+	}
+	return lns[0].Addr().String(), nil
+}
+
+func (s *Server) listen() ([]net.Listener, error) {
+	_, p, _ := net.SplitHostPort(s.addr())
+	ephemeral := p == "0"
+	for try := 0; ; try++ {
+		ln, err := net.Listen("tcp4", s.addr())
+		if err != nil || !s.Dual {
+			return []net.Listener{ln}, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
+		if err == nil {
+			return []net.Listener{ln, ln6}, nil
+		}
+		ln.Close()
+		if !ephemeral || !errors.Is(err, syscall.EADDRINUSE) || try == dualTries {
+			return nil, err
+		}
+	}
 }
 
 // Close stops accepting, closes every open flow and waits for the handlers.
 func (s *Server) Close() {
 	s.mu.Lock()
-	if s.ln != nil {
-		s.ln.Close()
+	for _, ln := range s.lns {
+		ln.Close()
 	}
 	for c := range s.conns {
 		c.Close()
@@ -151,10 +182,11 @@ const readyPrefix = "READY "
 func cmdServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	addr := fs.String("listen", "127.0.0.1:0", "IPv4 address to listen on")
+	dual := fs.Bool("dual", false, "also listen on [::1] at the same port")
 	fs.Parse(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s := &Server{Addr: *addr}
+	s := &Server{Addr: *addr, Dual: *dual}
 	a, err := s.Start()
 	if err != nil {
 		return err

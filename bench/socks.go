@@ -7,23 +7,27 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
 // Target says how a client reaches the app.
 type Target struct {
 	// Addr is what the client connects to: the app itself, an inbound
-	// mapping, or a SOCKS5 proxy.
+	// mapping, or a proxy.
 	Addr string
-	// Dest, if set, makes Addr a SOCKS5 proxy (no auth) and is the app's
-	// IPv4 address:port sent in the CONNECT request.
+	// Dest, if set, makes Addr a proxy and is the host:port sent in its
+	// CONNECT request: an IPv4 or IPv6 literal, or a name the proxy resolves.
 	Dest string
+	// HTTP makes the proxy an HTTP CONNECT proxy; by default it is SOCKS5
+	// (no auth).
+	HTTP bool
 }
 
 // dialTimeout bounds one connection setup, handshake included.
 const dialTimeout = 5 * time.Second
 
-// Dial connects to the app through the target, SOCKS5 handshake included.
+// Dial connects to the app through the target, proxy handshake included.
 // It honours ctx and never takes longer than dialTimeout.
 func (t Target) Dial(ctx context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
@@ -35,7 +39,11 @@ func (t Target) Dial(ctx context.Context) (net.Conn, error) {
 	}
 	dl, _ := ctx.Deadline()
 	c.SetDeadline(dl)
-	if err := socksConnect(c, t.Dest); err != nil {
+	handshake := socksConnect
+	if t.HTTP {
+		handshake = httpConnect
+	}
+	if err := handshake(c, t.Dest); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -80,16 +88,24 @@ func socksConnect(c net.Conn, dest string) error {
 	return socksParseReply(buf[:n])
 }
 
-// socksRequest encodes a CONNECT request for an IPv4 address:port.
+// socksRequest encodes a CONNECT request for host:port: address type 1 or 4
+// for an IPv4 or IPv6 literal, 3 (the proxy resolves it) for a name.
 func socksRequest(dest string) ([]byte, error) {
-	ap, err := netip.ParseAddrPort(dest)
-	if err != nil || !ap.Addr().Is4() {
+	host, ps, err := net.SplitHostPort(dest)
+	port, perr := strconv.ParseUint(ps, 10, 16)
+	if err != nil || perr != nil || host == "" || len(host) > 255 {
 		return nil, fmt.Errorf("%w: %q", errSOCKSDest, dest)
 	}
-	a := ap.Addr().As4()
-	req := []byte{5, 1, 0, 1, a[0], a[1], a[2], a[3], 0, 0}
-	binary.BigEndian.PutUint16(req[8:], ap.Port())
-	return req, nil
+	req := []byte{5, 1, 0}
+	switch a, err := netip.ParseAddr(host); {
+	case err == nil && a.Is4():
+		req = append(append(req, 1), a.AsSlice()...)
+	case err == nil:
+		req = append(append(req, 4), a.AsSlice()...)
+	default:
+		req = append(append(req, 3, byte(len(host))), host...)
+	}
+	return binary.BigEndian.AppendUint16(req, uint16(port)), nil
 }
 
 // socksReplyLen returns the full length of a SOCKS5 reply from its first

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -42,8 +43,14 @@ func TestSOCKSRequest(t *testing.T) {
 	}{
 		{"127.0.0.1:8080", []byte{5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90}, nil},
 		{"192.0.2.7:1", []byte{5, 1, 0, 1, 192, 0, 2, 7, 0, 1}, nil},
-		{"[::1]:80", nil, errSOCKSDest},
-		{"example.org:80", nil, errSOCKSDest},
+		{"[::1]:80", append(append([]byte{5, 1, 0, 4}, make([]byte, 15)...), 1, 0, 80), nil},
+		{"localhost:443", []byte{5, 1, 0, 3, 9, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', 1, 0xbb}, nil},
+		{"app.bench.test:1", append(append([]byte{5, 1, 0, 3, 14}, "app.bench.test"...), 0, 1), nil},
+		{"example.org", nil, errSOCKSDest},
+		{":80", nil, errSOCKSDest},
+		{"example.org:65536", nil, errSOCKSDest},
+		{"example.org:http", nil, errSOCKSDest},
+		{strings.Repeat("a", 256) + ":80", nil, errSOCKSDest},
 	}
 	for _, tt := range tests {
 		got, err := socksRequest(tt.dest)

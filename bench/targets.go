@@ -38,7 +38,9 @@ func cpuOr(r Run, v float64) float64 {
 	return v
 }
 
-// evalTargets computes pass/fail for every sidecar contender.
+// evalTargets computes pass/fail for every sidecar contender: the
+// harness's first targets (ratios to direct and absolute costs, in the
+// inbound and literal SOCKS5 families), then issue 12's.
 func evalTargets(res *Results) []TargetResult {
 	direct := res.contender("direct")
 	if direct == nil {
@@ -46,69 +48,89 @@ func evalTargets(res *Results) []TargetResult {
 	}
 	var out []TargetResult
 	for _, c := range res.Contenders {
-		if !c.Sidecar {
+		if !c.Sidecar || (c.Family != FamilyInbound && c.Family != FamilySOCKS) {
 			continue
 		}
 		fam := c.Family
-		out = appendRatio(out, c, direct, "conn rate vs direct", TestRate, mRate, targetRate[fam], true)
-		up := ratioTarget(c, direct, "bulk up vs direct", TestBulk, mUp, targetBulk[fam], true)
-		down := ratioTarget(c, direct, "bulk down vs direct", TestBulk, mDown, targetBulk[fam], true)
-		out = append(out, up, down)
-		out = appendRatio(out, c, direct, "p50 latency (1 worker) vs direct", TestLatency, mP50, targetLatency[fam], false)
-		out = appendAbs(out, c, "CPU per connection (rate)", TestRate, mCPUConn, targetCPUusConn, "us", "")
-		out = appendAbs(out, c, "CPU per GB (bulk)", TestBulk, mCPUGB, targetCPUsGB, "s/GB", "")
-		if runs := c.Tests[TestIdle]; len(runs) > 0 && c.Name == "sidecar-splice-"+fam {
-			note := ""
-			if runs[0].Flows != targetIdleFlows {
-				note = fmt.Sprintf("measured at %d flows; the target is defined at %d", runs[0].Flows, targetIdleFlows)
-			}
-			out = appendAbs(out, c, "idle RSS per flow", TestIdle, mRSS, targetIdleRSSKiB, "KiB", note)
-			s := statOf(runs, mFDs)
-			t := TargetResult{Name: "idle fds per flow (exactly)", Contender: c.Name, Value: s.Mean,
-				Limit: targetIdleFDs, Unit: "fds", Note: note}
-			t.Pass = math.Abs(s.Mean-targetIdleFDs) < 0.005 && s.Errors == 0
-			out = append(out, finish(t, s))
+		out = append(out,
+			ratioTarget(c, direct, "conn rate vs direct", TestRate, mRate, ">=", targetRate[fam]),
+			ratioTarget(c, direct, "bulk up vs direct", TestBulk, mUp, ">=", targetBulk[fam]),
+			ratioTarget(c, direct, "bulk down vs direct", TestBulk, mDown, ">=", targetBulk[fam]),
+			ratioTarget(c, direct, "p50 latency (1 worker) vs direct", TestLatency, mP50, "<=", targetLatency[fam]),
+			absTarget(c, "CPU per connection (rate)", TestRate, mCPUConn, targetCPUusConn, "us", ""),
+			absTarget(c, "CPU per GB (bulk)", TestBulk, mCPUGB, targetCPUsGB, "s/GB", ""),
+		)
+		if c.Name == "sidecar-splice-"+fam {
+			out = append(out, idleTargets(c, targetIdleRSSKiB)...)
 		}
 	}
-	return out
+	return append(out, evalIssue12(res)...)
 }
 
-func appendRatio(out []TargetResult, c, direct *ContenderResult, name, test string, m func(Run) float64, limit float64, atLeast bool) []TargetResult {
-	return append(out, ratioTarget(c, direct, name, test, m, limit, atLeast))
+// idleTargets are the idle RSS per flow (at most rss KiB) and fds per flow
+// (exactly 2) of c, if it ran the idle test.
+func idleTargets(c *ContenderResult, rss float64) []TargetResult {
+	runs := c.Tests[TestIdle]
+	if len(runs) == 0 {
+		return nil
+	}
+	note := ""
+	if runs[0].Flows != targetIdleFlows {
+		note = fmt.Sprintf("measured at %d flows; the target is defined at %d", runs[0].Flows, targetIdleFlows)
+	}
+	s := statOf(runs, mFDs)
+	fds := TargetResult{Name: "idle fds per flow (exactly)", Contender: c.Name, Value: s.Mean,
+		Op: "==", Limit: targetIdleFDs, Unit: "fds", Note: note}
+	fds.Pass = math.Abs(s.Mean-targetIdleFDs) < 0.005 && s.Errors == 0
+	return []TargetResult{absTarget(c, "idle RSS per flow", TestIdle, mRSS, rss, "KiB", note), finish(fds, s)}
 }
 
-// ratioTarget compares c to direct on one metric: at least limit times
-// direct (higher is better), or at most limit times (lower is better).
-func ratioTarget(c, direct *ContenderResult, name, test string, m func(Run) float64, limit float64, atLeast bool) TargetResult {
-	s, d := statOf(c.Tests[test], m), statOf(direct.Tests[test], m)
-	t := TargetResult{Name: name, Contender: c.Name, Limit: limit, Unit: "x"}
-	if s.N == 0 || d.N == 0 || d.Mean == 0 {
-		t.Note = "no data"
+// ratioTarget compares c to ref on one metric of one test: the ratio of
+// their means must be op (>=, <= or <) limit. It fails when either side
+// has no data or errors.
+func ratioTarget(c, ref *ContenderResult, name, test string, m func(Run) float64, op string, limit float64) TargetResult {
+	t := TargetResult{Name: name, Contender: c.Name, Op: op, Limit: limit, Unit: "x"}
+	if ref == nil {
+		t.Note, t.NoData = "no data (the reference did not run)", true
 		return t
 	}
-	t.Value = s.Mean / d.Mean
-	if atLeast {
-		t.Pass = t.Value >= limit
-	} else {
-		t.Pass = t.Value <= limit
+	s, r := statOf(c.Tests[test], m), statOf(ref.Tests[test], m)
+	if s.N == 0 || r.N == 0 || r.Mean == 0 || math.IsNaN(r.Mean) {
+		t.Note, t.NoData = "no data", true
+		return t
 	}
-	if d.Errors > 0 {
+	t.Value = s.Mean / r.Mean
+	t.Pass = compare(t.Value, op, limit)
+	if r.Errors > 0 {
 		t.Pass = false
-		t.Note = "direct had errors"
+		t.Note = ref.Name + " had errors"
 	}
 	return finish(t, s)
 }
 
-func appendAbs(out []TargetResult, c *ContenderResult, name, test string, m func(Run) float64, limit float64, unit, note string) []TargetResult {
+func compare(v float64, op string, limit float64) bool {
+	switch op {
+	case ">=":
+		return v >= limit
+	case "<=":
+		return v <= limit
+	case "<":
+		return v < limit
+	}
+	return v == limit
+}
+
+// absTarget holds c's mean on a metric to at most limit.
+func absTarget(c *ContenderResult, name, test string, m func(Run) float64, limit float64, unit, note string) TargetResult {
 	s := statOf(c.Tests[test], m)
-	t := TargetResult{Name: name, Contender: c.Name, Limit: limit, Unit: unit, Note: note}
+	t := TargetResult{Name: name, Contender: c.Name, Op: "<=", Limit: limit, Unit: unit, Note: note}
 	if s.N == 0 {
-		t.Note = "no data"
-		return append(out, t)
+		t.Note, t.NoData = "no data", true
+		return t
 	}
 	t.Value = s.Mean
 	t.Pass = s.Mean <= limit
-	return append(out, finish(t, s))
+	return finish(t, s)
 }
 
 // finish fails a target whose contender had errors in that test.
