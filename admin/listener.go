@@ -55,11 +55,12 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		case l.slots <- struct{}{}:
 			return &guardedConn{Conn: c, l: l}, nil
 		default:
-			c.Close()
+			// Counted before the close, so a client that sees the close sees the count.
 			l.rejects.Add(1)
 			if l.onOver != nil {
 				l.onOver()
 			}
+			c.Close()
 		}
 	}
 }

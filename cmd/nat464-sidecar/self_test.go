@@ -54,6 +54,7 @@ func TestProxyRefusesItself(t *testing.T) {
 		t.Run(eng, func(t *testing.T) {
 			f := newProxyFixture(t, eng)
 			ap := netip.MustParseAddrPort(f.proxyAddr)
+			f.s.WaitLog(5*time.Second, `msg="inbound listening"`) // stderr lags /startupz
 			m := regexp.MustCompile(`msg="inbound listening" listen=\[::1\]:(\d+)`).FindStringSubmatch(f.s.Logs.String())
 			if m == nil {
 				t.Fatalf("no inbound listening line:\n%s", f.s.Logs)
@@ -102,12 +103,26 @@ func TestProxyRefusesItself(t *testing.T) {
 			if got := f.s.metric("nat464_loop_rejects_total", `reason="self"`); got != float64(refused) {
 				t.Errorf("rejects_total{self} = %v, want %d", got, refused)
 			}
-			if n := strings.Count(f.s.Logs.String(), `level=WARN msg="proxy request refused: the destination is the sidecar itself"`); n != refused {
+			const warn = `level=WARN msg="proxy request refused: the destination is the sidecar itself"`
+			if n := waitCount(2*time.Second, refused, func() int { return strings.Count(f.s.Logs.String(), warn) }); n != refused {
 				t.Errorf("%d WARN lines for the refusals, want %d:\n%s", n, refused, f.s.Logs)
 			}
 			if got := settle(5*time.Second, base, f.s.fds); got > base {
 				t.Errorf("%d fds open after the refusals, %d before", got, base)
 			}
 		})
+	}
+}
+
+// waitCount polls f for up to d until it reaches want, for counts that arrive through the logs'
+// pipe after the reply the test saw.
+func waitCount(d time.Duration, want int, f func() int) int {
+	deadline := time.Now().Add(d)
+	for {
+		v := f()
+		if v >= want || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
