@@ -16,13 +16,19 @@ func echoApp(t *testing.T) string { return testnet.Echo(t, "tcp4", "127.0.0.1:0"
 
 // settle polls f until it returns at most want, or d passes; it returns the last value.
 func settle(d time.Duration, want int, f func() int) int {
+	return pollInt(d, f, func(v int) bool { return v <= want })
+}
+
+// pollInt calls f every 20 ms until done accepts its value or d has passed, and returns the
+// last value.
+func pollInt(d time.Duration, f func() int, done func(int) bool) int {
 	deadline := time.Now().Add(d)
 	for {
 		v := f()
-		if v <= want || time.Now().After(deadline) {
+		if done(v) || time.Now().After(deadline) {
 			return v
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -117,12 +117,5 @@ func TestProxyRefusesItself(t *testing.T) {
 // waitCount polls f for up to d until it reaches want, for counts that arrive through the logs'
 // pipe after the reply the test saw.
 func waitCount(d time.Duration, want int, f func() int) int {
-	deadline := time.Now().Add(d)
-	for {
-		v := f()
-		if v >= want || time.Now().After(deadline) {
-			return v
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return pollInt(d, f, func(v int) bool { return v >= want })
 }
