@@ -288,7 +288,7 @@ func (f *gnetFrontend) OnTraffic(c gnet.Conn) gnet.Action {
 	o := s.o
 	s.o = nil // the owner leaves with the dup; OnClose has nothing left to end
 	o.request(req)
-	if f.connectLiteral(o, fd, early) {
+	if f.connectLiteral(o, fd, early) || f.raceOnLoop(o, fd, early) {
 		return gnet.Close
 	}
 	f.dials.wg.Add(1)
@@ -338,6 +338,21 @@ func (f *gnetFrontend) connectLiteral(o *owner, fd int, early []byte) bool {
 		}
 	}
 	_ = f.eng.Relay(flow)
+	return true
+}
+
+// raceOnLoop hands a request for a name to the engine with its Happy Eyeballs race
+// (Config.Race), which the splice loop that will relay the flow carries out: an answer in the
+// cache or the hosts file then costs no goroutine, no netpoller registration and no fd detach.
+// The loop tells the owner the outcome (splice.Owner.Connected).
+func (f *gnetFrontend) raceOnLoop(o *owner, fd int, early []byte) bool {
+	if f.cfg.Race == nil {
+		return false
+	}
+	req := o.req
+	_ = f.eng.Relay(splice.Flow{ClientFD: fd, UpstreamFD: -1, Racer: f.cfg.Race(req.host(), req.dest.Port),
+		ConnectTimeout: f.cfg.dialTimeout(), ToClient: req.successReply(), ToUpstream: early,
+		Target: o.target, Owner: o})
 	return true
 }
 

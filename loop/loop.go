@@ -63,6 +63,10 @@ type Config struct {
 	EventLoops int
 	// Dialer serves proxy requests; if nil, a plain net.Dialer (no NAT64, no Happy Eyeballs).
 	Dialer Dialer
+	// Race, if not nil, makes the race for a proxy request's name (gnet front end): the splice
+	// engine runs it on the loop that will relay the flow, with no dial goroutine
+	// (eyeballs.Dialer.LoopRace). If nil, names are dialed with Dialer on a goroutine.
+	Race func(host string, port uint16) splice.Racer
 	// Own, if not nil, receives the front end's listeners as bound when Start returns. The
 	// caller makes the Dialer consult it (eyeballs.Dialer.Approve = Own.Check), so that a
 	// request for one of them is refused before any connect; refusals wrapping ErrSelf are

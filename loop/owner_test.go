@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/nat464/nat464-sidecar/eyeballs"
 	"github.com/nat464/nat464-sidecar/resolver"
 	"github.com/nat464/nat464-sidecar/resolver/dnstest"
+	"github.com/nat464/nat464-sidecar/splice"
 
 	"github.com/nat464/nat464-sidecar/internal/testnet"
 )
@@ -57,11 +59,19 @@ func TestOwnerEndsOnce(t *testing.T) {
 			}
 			env.dead = netip.MustParseAddrPort(ln.Addr().String())
 			ln.Close()
+			var raced atomic.Int32
 			fx := start(t, eng, []string{env.echo.String(), env.dead.String()}, func(c *Config) {
 				c.Limit = NewLimiter(3)
 				c.DialTimeout = 300 * time.Millisecond
 				c.HandshakeTimeout = time.Second
-				c.Dialer = hostsDialer(t, env.echo.Addr())
+				d := hostsDialer(t, env.echo.Addr())
+				c.Dialer = d
+				if eng == "splice" { // as the binary runs it: names raced on the splice loop
+					c.Race = func(host string, port uint16) splice.Racer {
+						raced.Add(1)
+						return d.LoopRace(host, port)
+					}
+				}
 			})
 			counted[eng] = map[string]map[string]float64{}
 			ends := doubleEnds.Load()
@@ -81,6 +91,9 @@ func TestOwnerEndsOnce(t *testing.T) {
 				if !sc.racy {
 					counted[eng][sc.name] = delta
 				}
+			}
+			if eng == "splice" && raced.Load() == 0 {
+				t.Error("no name was raced on the splice loop (Config.Race unused)")
 			}
 		})
 	}
@@ -139,6 +152,34 @@ func ownerScenarios() []ownerScenario {
 			defer c.Close()
 			expectReply(t, c, socks5Request(env.hang.Addr().String(), env.hang.Port(), ""), 6)
 		}, want: map[string]float64{"flows_total{kind=outbound}": 0}},
+
+		{name: "proxy name connect refused", run: func(t *testing.T, fx *fixture, env *ownerEnv) {
+			c := dialOK(t, "tcp", fx.proxy)
+			defer c.Close()
+			expectReply(t, c, socks5Request("echo.test", env.dead.Port(), ""), 5)
+		}, want: map[string]float64{"flows_total{kind=outbound}": 0, "handshakes_total{protocol=socks5,reply=connection refused}": 1}},
+
+		{name: "proxy name connect timeout", run: func(t *testing.T, fx *fixture, env *ownerEnv) {
+			c := dialOK(t, "tcp", fx.proxy)
+			defer c.Close()
+			expectReply(t, c, socks5Request("echo.test", env.hang.Port(), ""), 6)
+		}, want: map[string]float64{"flows_total{kind=outbound}": 0}},
+
+		{name: "proxy name unknown", run: func(t *testing.T, fx *fixture, env *ownerEnv) {
+			c := dialOK(t, "tcp", fx.proxy)
+			defer c.Close()
+			expectReply(t, c, socks5Request("nx.test", env.echo.Port(), ""), 4)
+		}, want: map[string]float64{"flows_total{kind=outbound}": 0, "handshakes_total{protocol=socks5,reply=host unreachable}": 1}},
+
+		// The client leaves while its name is being raced: the race is cancelled (splice loop) or
+		// runs out (goroutine dial); either way the owner ends once and the slot comes back.
+		{name: "client hangs up during a name race", racy: true, run: func(t *testing.T, fx *fixture, env *ownerEnv) {
+			c := dialOK(t, "tcp", fx.proxy)
+			c.Write(socks5Request("echo.test", env.hang.Port(), ""))
+			io.ReadFull(c, make([]byte, 2)) // the method reply: the request has been read
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}},
 
 		{name: "handshake refused", run: func(t *testing.T, fx *fixture, _ *ownerEnv) {
 			c := dialOK(t, "tcp", fx.proxy)

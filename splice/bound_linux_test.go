@@ -127,7 +127,8 @@ func TestPoolStuckReaders(t *testing.T) {
 					sendStream(c, uint64(cmd[0]), size)
 				})
 				stuckN := pipes * mult
-				res := newResults(stuckN + 1)
+				const maxTries = 5
+				res := newResults(stuckN + maxTries)
 				addr := frontFor(t, e, app, res)
 				var stuck []net.Conn
 				for range stuckN {
@@ -142,20 +143,27 @@ func TestPoolStuckReaders(t *testing.T) {
 				if _, ok := e.(*SpliceEngine); ok {
 					waitStats(t, e, "every pipe lent", func(s Stats) bool { return s.PipesInUse == pipes })
 				}
-				p, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer p.Close()
-				p.SetDeadline(time.Now().Add(20 * time.Second))
-				p.Write([]byte("P"))
-				if sum, n, err := readSum(p); err != nil || n != 1<<20 || sum != streamSum('P', 1<<20) {
-					t.Fatalf("a new client behind %d stuck readers got %d bytes (err %v, hash match %v): %+v",
-						stuckN, n, err, sum == streamSum('P', 1<<20), stats(e))
-				}
-				p.Close()
-				if r := res.wait(t); r.Err != nil || r.Down != 1<<20 {
-					t.Errorf("the new client's flow: %+v", r)
+				// A stuck flow's pipe can drain for a moment into a send buffer that autotuning
+				// grew, and the new client then gets that pipe: new clients come until one finds
+				// the pool empty (each must be served in full either way).
+				for try := 0; ; try++ {
+					p, err := net.Dial("tcp", addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.SetDeadline(time.Now().Add(20 * time.Second))
+					p.Write([]byte("P"))
+					if sum, n, err := readSum(p); err != nil || n != 1<<20 || sum != streamSum('P', 1<<20) {
+						t.Fatalf("a new client behind %d stuck readers got %d bytes (err %v, hash match %v): %+v",
+							stuckN, n, err, sum == streamSum('P', 1<<20), stats(e))
+					}
+					p.Close()
+					if r := res.wait(t); r.Err != nil || r.Down != 1<<20 {
+						t.Errorf("the new client's flow: %+v", r)
+					}
+					if _, ok := e.(*SpliceEngine); !ok || stats(e).PoolExhausted > 0 || try == maxTries-1 {
+						break
+					}
 				}
 				st := stats(e)
 				for _, c := range stuck {

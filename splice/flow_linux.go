@@ -4,6 +4,7 @@ package splice
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -77,6 +78,9 @@ func newFlow(f *Flow, cfd, ufd int) *flow {
 	fl.dir[dirDown] = direction{src: sideUpstream, dst: sideClient, pre: f.ToClient}
 	if fl.connecting {
 		fl.connectDeadline = time.Now().Add(f.connectTimeout())
+		if f.Racer != nil {
+			fl.connectDeadline = fl.connectDeadline.Add(RaceGrace)
+		}
 	}
 	return fl
 }
@@ -195,8 +199,8 @@ func (l *eloop) checkConnect(fl *flow) bool {
 // failConnect ends a flow whose upstream never connected. The client gets the failure reply
 // Owner.Connected gives and a FIN, or a reset when there is none.
 func (l *eloop) failConnect(fl *flow, errno error) {
-	if fl.racer != nil { // the connect timeout of a race: the racer says what it was waiting for
-		l.endConnect(fl, l.endRace(fl, os.NewSyscallError("connect", errno)))
+	if fl.racer != nil { // the backstop of a race: the racer says what it was waiting for
+		l.endConnect(fl, l.endRace(fl, context.DeadlineExceeded))
 		return
 	}
 	op := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}

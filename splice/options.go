@@ -59,6 +59,10 @@ func (o *Options) logf(format string, args ...any) {
 	}
 }
 
+// RaceGrace is how long past ConnectTimeout a racing flow's backstop waits for its Racer to end
+// the race by itself: time for a silent resolver to say why (eyeballs gives it 100 ms).
+const RaceGrace = time.Second
+
 func (f *Flow) connectTimeout() time.Duration {
 	if f.ConnectTimeout > 0 {
 		return f.ConnectTimeout

@@ -47,7 +47,9 @@ type Flow struct {
 	// Racer, if not nil, chooses the upstream by racing connects on the flow's loop (splice
 	// engine only): leave UpstreamFD -1 and Upstream nil. The flow is connecting until an
 	// attempt wins (ToClient goes out then); Owner.Connected hears the winner or the race's
-	// error, and ConnectTimeout bounds the race as it bounds UpstreamConnecting.
+	// error. The Racer keeps its own deadline (its Next says when the race is lost, and why);
+	// ConnectTimeout plus RaceGrace is a backstop, after which the engine cancels the race with
+	// context.DeadlineExceeded.
 	Racer Racer
 
 	// Target names the upstream in connect errors.

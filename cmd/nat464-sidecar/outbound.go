@@ -16,6 +16,7 @@ import (
 	"github.com/nat464/nat464-sidecar/loop"
 	"github.com/nat464/nat464-sidecar/nat64"
 	"github.com/nat464/nat464-sidecar/resolver"
+	"github.com/nat464/nat464-sidecar/splice"
 )
 
 // startupDiscovery bounds how long start-up waits for the first RFC 7050 answer before it
@@ -71,6 +72,9 @@ func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer,
 }
 
 func (o *outbound) dialer() loop.Dialer { return o.dial }
+
+// race is the front end's Config.Race: the dialer's race for a name, run on a splice loop.
+func (o *outbound) race(host string, port uint16) splice.Racer { return o.dial.LoopRace(host, port) }
 
 // awaitStartup waits, bounded, for the NAT64 prefix to be known, so /startupz means "the proxy
 // can synthesize".

@@ -68,7 +68,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	sc.front, err = loop.New(loop.Config{
 		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, HandshakeTimeout: cfg.HandshakeTimeout,
 		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
-		Dialer: sc.out.dialer(), Own: own, Auth: sc.auth, Log: lg, Metrics: lm,
+		Dialer: sc.out.dialer(), Race: sc.out.race, Own: own, Auth: sc.auth, Log: lg, Metrics: lm,
 	})
 	if err != nil {
 		return nil, err
