@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -197,9 +198,20 @@ func (f *goroutineFrontend) proxyConn(c net.Conn, o *owner) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	early := append([]byte(nil), buf...)
 	o.request(req)
-	up, err := dial(f.ctx, &f.cfg, req)
+	ctx, cancel := context.WithCancel(f.ctx)
+	w := watchClient(c, buf, cancel)
+	up, err := dial(ctx, &f.cfg, req)
+	cancel()
+	early, gone := w.stop()
+	if gone { // the client reset: as on the splice loop, no reply and the connect given up
+		if up != nil {
+			up.Close()
+		}
+		abort(c)
+		o.close()
+		return
+	}
 	if reply := o.Connected(err); err != nil {
 		_, _ = c.Write(reply)
 		c.Close()
@@ -209,6 +221,52 @@ func (f *goroutineFrontend) proxyConn(c net.Conn, o *owner) {
 	f.untrack(c)
 	_ = f.eng.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up,
 		ToClient: req.successReply(), ToUpstream: early, Target: o.target, Owner: o})
+}
+
+// clientWatch reads a proxy client while its dial runs, as the splice loop watches the client
+// of a connect in progress: a reset cancels the dial, and bytes the client sends early (up to
+// maxEarly) are kept for the upstream. An EOF is kept too: reading again returns it again.
+type clientWatch struct {
+	c     net.Conn
+	early []byte
+	gone  bool
+	done  chan struct{}
+}
+
+// maxEarly bounds the bytes a client may send before its reply; past it the watch stops reading
+// and TCP holds the rest back.
+const maxEarly = 64 << 10
+
+func watchClient(c net.Conn, early []byte, cancel context.CancelFunc) *clientWatch {
+	w := &clientWatch{c: c, early: append(make([]byte, 0, max(len(early), 512)), early...), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for len(w.early) < maxEarly {
+			if len(w.early) == cap(w.early) {
+				w.early = append(w.early, 0)[:len(w.early)]
+			}
+			n, err := c.Read(w.early[len(w.early):min(cap(w.early), maxEarly)])
+			w.early = w.early[:len(w.early)+n]
+			if err == nil {
+				continue
+			}
+			var ne net.Error
+			if !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) {
+				w.gone = true // reset, or closed under us
+				cancel()
+			}
+			return
+		}
+	}()
+	return w
+}
+
+// stop ends the watch and returns the early bytes, and whether the client is gone.
+func (w *clientWatch) stop() (early []byte, gone bool) {
+	_ = w.c.SetReadDeadline(time.Unix(1, 0))
+	<-w.done
+	_ = w.c.SetReadDeadline(time.Time{})
+	return w.early, w.gone
 }
 
 // abort closes c so that its peer gets an RST.

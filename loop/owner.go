@@ -41,9 +41,10 @@ type owner struct {
 
 	// settled is set once a handshake's refusal or cut is counted: the gnet front end's
 	// timeout sweep may cut a handshake from another goroutine.
-	settled atomic.Bool
-	started bool // counted in flows_total and flows_active
-	ended   atomic.Bool
+	settled  atomic.Bool
+	answered bool // Connected ran
+	started  bool // counted in flows_total and flows_active
+	ended    atomic.Bool
 }
 
 // doubleEnds counts owners ended twice; tests require it to stay 0.
@@ -94,6 +95,7 @@ func (o *owner) cut(reason string) {
 // counted and logged by kind, and a proxy client gets the failure reply in its protocol (an
 // inbound client gets none, so the engine resets it, as a closed port would).
 func (o *owner) Connected(err error) []byte {
+	o.answered = true
 	if o.attempt != nil {
 		o.attempt(err)
 		o.attempt = nil
@@ -137,6 +139,21 @@ func (o *owner) dialed(err error) {
 		"err", fdErr(err))
 }
 
+// ReplyClientGone is the handshakes_total reply of a proxy request whose client reset before
+// its connect finished: the connect is given up and no reply is sent, on both engines.
+const ReplyClientGone = "client gone"
+
+// abandoned settles a complete request whose client left before Connected: the handshake is
+// counted under ReplyClientGone and a connect the front end made itself is reported cancelled.
+func (o *owner) abandoned() {
+	if o.attempt != nil {
+		o.attempt(context.Canceled)
+		o.attempt = nil
+	}
+	o.cfg.Metrics.handshake(o.req.proto.String(), ReplyClientGone)
+	o.cfg.log().Debug("proxy client left before its reply", "protocol", o.req.proto.String(), "dest", o.req.String())
+}
+
 // Ended is the engine's report that the flow is over.
 func (o *owner) Ended(r splice.Result) { o.end(r) }
 
@@ -149,6 +166,9 @@ func (o *owner) end(r splice.Result) {
 		doubleEnds.Add(1)
 		o.cfg.log().Error("loop: connection ended twice (bug)", "kind", o.kind, "target", o.target)
 		return
+	}
+	if o.req != nil && !o.answered && !o.settled.Load() {
+		o.abandoned()
 	}
 	o.cfg.Limit.Release()
 	if !o.started {

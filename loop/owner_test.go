@@ -171,15 +171,29 @@ func ownerScenarios() []ownerScenario {
 			expectReply(t, c, socks5Request("nx.test", env.echo.Port(), ""), 4)
 		}, want: map[string]float64{"flows_total{kind=outbound}": 0, "handshakes_total{protocol=socks5,reply=host unreachable}": 1}},
 
-		// The client leaves while its name is being raced: the race is cancelled (splice loop) or
-		// runs out (goroutine dial); either way the owner ends once and the slot comes back.
-		{name: "client hangs up during a name race", racy: true, run: func(t *testing.T, fx *fixture, env *ownerEnv) {
+		// The client leaves while its name is being raced: the race is cancelled (on the splice
+		// loop, or by the goroutine front end's watch of the client), the owner ends once and
+		// counts the request as abandoned.
+		{name: "client hangs up during a name race", run: func(t *testing.T, fx *fixture, env *ownerEnv) {
 			c := dialOK(t, "tcp", fx.proxy)
 			c.Write(socks5Request("echo.test", env.hang.Port(), ""))
 			io.ReadFull(c, make([]byte, 2)) // the method reply: the request has been read
 			c.(*net.TCPConn).SetLinger(0)
 			c.Close()
-		}},
+		}, want: map[string]float64{"flows_total{kind=outbound}": 0, "handshakes_total{protocol=socks5,reply=client gone}": 1}},
+
+		// The client resets while its connect to a literal hangs: both engines see the reset
+		// before the connect times out, give the connect up and write no reply; the owner ends
+		// once and counts the request as abandoned. (A reply write that fails on a reset socket
+		// is splice.TestRelayReplyWriteFails.)
+		{name: "client resets while its connect hangs", run: func(t *testing.T, fx *fixture, env *ownerEnv) {
+			c := dialOK(t, "tcp", fx.proxy)
+			c.Write(socks5Request(env.hang.Addr().String(), env.hang.Port(), ""))
+			io.ReadFull(c, make([]byte, 2)) // the method reply: the request has been read
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			time.Sleep(500 * time.Millisecond) // past DialTimeout: a connect not given up has timed out
+		}, want: map[string]float64{"flows_total{kind=outbound}": 0, "handshakes_total{protocol=socks5,reply=client gone}": 1}},
 
 		{name: "handshake refused", run: func(t *testing.T, fx *fixture, _ *ownerEnv) {
 			c := dialOK(t, "tcp", fx.proxy)
@@ -343,4 +357,51 @@ func metricDelta(before, after map[string]float64) map[string]float64 {
 		}
 	}
 	return d
+}
+
+// gatedDialer dials TCP once its gate is closed, so a test can act while a dial is in flight.
+type gatedDialer struct{ gate chan struct{} }
+
+func (d gatedDialer) DialContext(ctx context.Context, host string, port uint16) (net.Conn, error) {
+	select {
+	case <-d.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var nd net.Dialer
+	return nd.DialContext(ctx, "tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+}
+
+// TestEarlyBytesDuringDial: bytes a client sends after its request while the dial is still in
+// flight, and its half-close, reach the upstream whole once the dial completes, on every
+// engine (the goroutine front end reads them while it watches the client for a reset).
+func TestEarlyBytesDuringDial(t *testing.T) {
+	for _, eng := range engineNames(t) {
+		t.Run(eng, func(t *testing.T) {
+			echo := netip.MustParseAddrPort(echoServer(t))
+			gate := make(chan struct{})
+			fx := start(t, eng, nil, func(c *Config) { c.Dialer = gatedDialer{gate} })
+			c := dialOK(t, "tcp", fx.proxy)
+			defer c.Close()
+			if _, err := c.Write(socks5Request(echo.Addr().String(), echo.Port(), "")); err != nil {
+				t.Fatal(err)
+			}
+			io.ReadFull(c, make([]byte, 2))
+			want := bytes.Repeat([]byte("early bytes "), 1000)
+			if _, err := c.Write(want); err != nil {
+				t.Fatal(err)
+			}
+			c.(*net.TCPConn).CloseWrite()
+			time.Sleep(100 * time.Millisecond) // the bytes and the FIN are in before the dial ends
+			close(gate)
+			got := make([]byte, 10)
+			if _, err := io.ReadFull(c, got); err != nil || got[1] != 0 {
+				t.Fatalf("socks5 reply %x, %v; want success", got, err)
+			}
+			back, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(back, want) {
+				t.Errorf("echoed %d bytes (%v), want the %d early bytes and then EOF", len(back), err, len(want))
+			}
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // connectNB starts a non-blocking connect(2) to addr and returns the fd while it is in progress.
@@ -136,6 +137,45 @@ func TestRelayConnectRefused(t *testing.T) {
 			}
 			if got.Up != 0 || got.Down != 0 {
 				t.Errorf("relayed %d/%d bytes on a failed connect", got.Up, got.Down)
+			}
+		})
+	}
+}
+
+// TestRelayReplyWriteFails: the client reset before its reply (ToClient) could be written. The
+// write fails, the flow ends once with that error, nothing reaches the upstream but what the
+// client sent, and both sockets are closed (checkLeaks).
+func TestRelayReplyWriteFails(t *testing.T) {
+	for _, eng := range engines(t) {
+		t.Run(eng.name, func(t *testing.T) {
+			checkLeaks(t)
+			r := newRig(t)
+			res := newResults(2)
+			e := eng.new(t, Options{})
+			f, c := r.flow(eng.fds)
+			defer c.close()
+			c.client.SetLinger(0)
+			c.client.Close() // an RST: the flow's client socket is reset before the engine has it
+			time.Sleep(50 * time.Millisecond)
+			f.ToClient, f.Owner = []byte("REPLY"), res
+			if err := e.Relay(f); err != nil {
+				t.Fatal(err)
+			}
+			got := res.wait(t)
+			if got.Err == nil {
+				t.Error("Result.Err = nil, want the failed write to the reset client")
+			}
+			if got.Up != 0 || got.Down != 0 {
+				t.Errorf("relayed %d/%d bytes to a reset client", got.Up, got.Down)
+			}
+			c.server.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := c.server.Read(make([]byte, 8)); n != 0 || err == nil {
+				t.Errorf("upstream read %d, %v; want it closed", n, err)
+			}
+			select {
+			case extra := <-res.ch:
+				t.Errorf("the flow ended twice: %+v", extra)
+			case <-time.After(100 * time.Millisecond):
 			}
 		})
 	}
