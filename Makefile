@@ -94,5 +94,5 @@ bench: bench-build ## full benchmark against direct and the peers (about 22 min)
 bench-quick: bench-build ## quick benchmark, a sanity check (about 2.5 min) -> bench/results/quick
 	bench/run.sh quick results/quick ../$(BIN)
 
-bench-deps: ## install the peers the benchmark compares against (haproxy 6tunnel socat dante-server microsocks tinyproxy)
+bench-deps: ## install the peers the benchmark compares against (haproxy 6tunnel socat dante-server microsocks tinyproxy) and perf
 	sh bench/deps.sh

@@ -7,12 +7,13 @@
 #   dante-server  SOCKS5 (binary: danted)
 #   microsocks    SOCKS5
 #   tinyproxy     HTTP CONNECT
+#   linux-perf    not a peer: perf counts system calls and wake-ups per connection (sched.go)
 # The driver skips any peer whose binary is missing, so partial installs are fine.
 # The packages' own services are never started by the driver; Debian may start
 # danted/haproxy/tinyproxy on install, so they are stopped and disabled here.
 set -eu
 
-pkgs="haproxy 6tunnel socat dante-server microsocks tinyproxy"
+pkgs="haproxy 6tunnel socat dante-server microsocks tinyproxy linux-perf"
 
 if [ "$(id -u)" -ne 0 ]; then
 	SUDO=sudo
@@ -33,7 +34,7 @@ fi
 $SUDO apt-get install -y --no-install-recommends $pkgs || true
 
 missing=""
-for b in haproxy 6tunnel socat danted microsocks tinyproxy; do
+for b in haproxy 6tunnel socat danted microsocks tinyproxy perf; do
 	if ! command -v "$b" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$b" ] && [ ! -x "/usr/bin/$b" ]; then
 		missing="$missing $b"
 	fi

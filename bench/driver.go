@@ -190,7 +190,7 @@ func (d *driver) estimate() time.Duration {
 	conn := time.Duration(p.Reps) * (2*long + short)
 	per := conn + time.Duration(p.Reps)*long + short
 	idle := time.Duration(p.IdleReps) * (idleSettle + time.Duration(p.IdleFlows)*time.Millisecond/4)
-	prof := time.Duration(len(p.ProfileContends)) * (time.Duration(p.ProfileSeconds)*time.Second + 2*p.Warmup)
+	prof := time.Duration(len(p.ProfileContends)+len(p.SchedContends)) * (time.Duration(p.ProfileSeconds)*time.Second + 2*p.Warmup)
 	var total time.Duration
 	for _, c := range d.cs {
 		if connOnly(c.Family) {
@@ -234,6 +234,13 @@ func (d *driver) run(ctx context.Context) {
 		for _, c := range d.cs {
 			if c.Name == name && ctx.Err() == nil {
 				d.profile(ctx, c)
+			}
+		}
+	}
+	for _, name := range d.plan.SchedContends {
+		for _, c := range d.cs {
+			if c.Name == name && ctx.Err() == nil {
+				d.sched(ctx, c)
 			}
 		}
 	}

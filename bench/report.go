@@ -147,6 +147,7 @@ func renderReport(w io.Writer, res *Results, plots []string) {
 	for _, pr := range res.Profiles {
 		renderProfile(w, pr)
 	}
+	renderSched(w, res.Sched)
 	renderErrors(w, res)
 }
 
@@ -353,6 +354,34 @@ func renderProfile(w io.Writer, pr *ProfileResult) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// renderSched tabulates sched.go's counts, one row per contender.
+func renderSched(w io.Writer, rs []*SchedResult) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprint(w, "## Where the time goes: the kernel's view per connection (32 workers)\n\n"+
+		"Per connection completed, over a window in the middle of a 32-worker rate run on a fresh instance: "+
+		"system calls its threads entered, wake-ups of its threads by one of its own (for Go, the runtime "+
+		"handing work to another thread) and by anyone else (the client or the app making a socket ready), "+
+		"context switches (voluntary: it blocked; involuntary: preempted) and CPU. perf makes every "+
+		"contender slower alike; the counts per connection are what to compare.\n\n"+
+		"| contender | syscalls | woken by own | woken by others | voluntary | involuntary | CPU us | threads (incl. forked) | conns |\n"+
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var failed []string
+	for _, r := range rs {
+		if r.Error != "" {
+			failed = append(failed, r.Contender+": "+oneLine(r.Error))
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %.2f | %.2f | %.2f | %.2f | %.0f | %d | %d |\n", r.Contender, r.Syscalls,
+			r.WokenByOwn, r.WokenByOthers, r.Voluntary, r.Involuntary, r.CPUus, r.Threads, r.Conns)
+	}
+	fmt.Fprintln(w)
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "Not measured: %s.\n\n", strings.Join(failed, "; "))
+	}
 }
 
 func renderErrors(w io.Writer, res *Results) {

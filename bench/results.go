@@ -31,6 +31,9 @@ type Plan struct {
 	IdleReps        int           `json:"idle_reps"`
 	ProfileSeconds  int           `json:"profile_seconds"`
 	ProfileContends []string      `json:"profile_contenders"`
+	// SchedContends are measured for system calls, wake-ups and context
+	// switches per connection (sched.go), ProfileSeconds each.
+	SchedContends []string `json:"sched_contenders"`
 	// NameEngines are the sidecar engines run in the families past the
 	// inbound and literal SOCKS5 ones (names, HTTP CONNECT).
 	NameEngines []string `json:"name_engines"`
@@ -47,6 +50,8 @@ var plans = map[string]Plan{
 		IdleFlows: 1000, Reps: 1, IdleReps: 1, ProfileSeconds: 2,
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
 		NameEngines:     []string{"splice"},
+		SchedContends: []string{"sidecar-splice-inbound", "haproxy", "sidecar-splice-socks5", "sidecar-splice-socks5-hosts",
+			"microsocks-hosts", "go-socks5-min-hosts"},
 	},
 	"full": {
 		Mode: "full", Warmup: time.Second, Duration: 6 * time.Second,
@@ -54,6 +59,8 @@ var plans = map[string]Plan{
 		IdleFlows: 9000, Reps: 2, IdleReps: 2, ProfileSeconds: 5,
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
 		NameEngines:     []string{"splice", "goroutine"},
+		SchedContends: []string{"sidecar-splice-inbound", "haproxy", "sidecar-splice-socks5", "sidecar-splice-socks5-hosts",
+			"microsocks-hosts", "go-socks5-min-hosts"},
 	},
 }
 
@@ -66,6 +73,7 @@ type Results struct {
 	Contenders []*ContenderResult `json:"contenders"`
 	Skipped    map[string]string  `json:"skipped,omitempty"`
 	Profiles   []*ProfileResult   `json:"profiles,omitempty"`
+	Sched      []*SchedResult     `json:"sched,omitempty"`
 	Targets    []TargetResult     `json:"targets"`
 	Notes      []string           `json:"notes,omitempty"`
 }
