@@ -25,6 +25,12 @@ const (
 	EngineGoroutine Engine = "goroutine"
 )
 
+// Where the proxy port's handshakes run (--proxy-handshakes).
+const (
+	ProxyHandshakesGnet  = "gnet"
+	ProxyHandshakesRelay = "relay"
+)
+
 // Config is everything a user can set. Zero values are not defaults: Parse fills every field.
 type Config struct {
 	Inbound     []Mapping
@@ -44,6 +50,9 @@ type Config struct {
 	ProxyListen      string // "" when disabled ("off")
 	HandshakeTimeout time.Duration
 	ProxyAuthFile    string
+	// ProxyHandshakes is where the proxy port's accepts and handshakes run: ProxyHandshakesGnet
+	// (the default) or ProxyHandshakesRelay, the splice relay loops (experimental).
+	ProxyHandshakes string
 
 	// Resolver, NAT64 and Happy Eyeballs.
 	ResolvConf         string

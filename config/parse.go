@@ -59,6 +59,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.StringVar(&c.ProxyListen, "proxy-listen", DefaultProxyListen, "outbound proxy (SOCKS5/4a, HTTP CONNECT) address, or off")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "deadline for a proxy handshake")
 	fs.StringVar(&c.ProxyAuthFile, "proxy-auth-file", "", "file of user:password lines; enables proxy authentication")
+	fs.StringVar(&c.ProxyHandshakes, "proxy-handshakes", ProxyHandshakesGnet,
+		"gnet|relay: the event loops that run the proxy port's accepts and handshakes (relay: the splice relay loops, experimental)")
 	fs.StringVar(&c.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration")
 	fs.StringVar(&c.HostsFile, "hosts-file", "/etc/hosts", "hosts file consulted before DNS")
 	fs.StringVar(&nat64Prefix, "nat64-prefix", nat64.ModeAuto, "auto|none|PREFIX[,PREFIX] (RFC 6052 / RFC 7050)")
@@ -167,6 +169,15 @@ func (c *Config) finish(inbound []string, maxConns, nat64Prefix string) error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return flagErr("log-format", c.LogFormat, errors.New("want json or text"))
+	}
+	switch c.ProxyHandshakes {
+	case ProxyHandshakesGnet:
+	case ProxyHandshakesRelay:
+		if c.ResolvedEngine() != EngineSplice {
+			return flagErr("proxy-handshakes", c.ProxyHandshakes, errors.New("relay needs the splice engine (Linux)"))
+		}
+	default:
+		return flagErr("proxy-handshakes", c.ProxyHandshakes, errors.New("want gnet or relay"))
 	}
 	if c.ProxyListen == "off" {
 		c.ProxyListen = ""

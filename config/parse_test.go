@@ -93,6 +93,8 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--log-format", "xml"}, "--log-format"},
 		{[]string{"--proxy-listen", "localhost"}, "--proxy-listen"},
+		{[]string{"--proxy-handshakes", "epoll"}, "want gnet or relay"},
+		{[]string{"--engine", "goroutine", "--proxy-handshakes", "relay"}, "needs the splice engine"},
 		{[]string{"--nat64-prefix", "64:ff9b::/95"}, "--nat64-prefix"},
 		{[]string{"--nat64-prefix", "2001:db8::ff00:0:0:0/96"}, "u octet"},
 		{[]string{"--nat64-prefix", "192.0.2.0/24"}, "not an IPv6 prefix"},

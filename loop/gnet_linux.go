@@ -71,9 +71,9 @@ func gnetAddr(ap netip.AddrPort) string {
 	return "tcp6://" + ap.String()
 }
 
-// addrs are the listeners gnet runs: the proxy port, if any.
+// addrs are the listeners gnet runs: the proxy port, if any and not on the relay loops.
 func (f *gnetFrontend) addrs() []netip.AddrPort {
-	if f.proxy.IsValid() {
+	if f.proxy.IsValid() && !f.cfg.ProxyOnLoops {
 		return []netip.AddrPort{f.proxy}
 	}
 	return nil
@@ -86,6 +86,9 @@ func (f *gnetFrontend) Start() error {
 		return errors.New("loop: nothing to listen on")
 	}
 	if err := f.serveInbound(); err != nil {
+		return err
+	}
+	if err := f.serveProxyOnLoops(); err != nil {
 		return err
 	}
 	aps := f.addrs()

@@ -67,6 +67,11 @@ type Config struct {
 	// engine runs it on the loop that will relay the flow, with no dial goroutine
 	// (eyeballs.Dialer.LoopRace). If nil, names are dialed with Dialer on a goroutine.
 	Race func(host string, port uint16) splice.Racer
+	// ProxyOnLoops serves the proxy port on the splice engine's relay loops instead of gnet's
+	// (gnet front end only): accept, handshake, connect or race, and relay on one thread, as
+	// for inbound. Experimental, for the measurement in bench/results/ANALYSIS.md: the design
+	// card gives the proxy handshakes to gnet. It needs Race and a DirectDialer.
+	ProxyOnLoops bool
 	// Own, if not nil, receives the front end's listeners as bound when Start returns. The
 	// caller makes the Dialer consult it (eyeballs.Dialer.Approve = Own.Check), so that a
 	// request for one of them is refused before any connect; refusals wrapping ErrSelf are

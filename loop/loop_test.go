@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/nat464/nat464-sidecar/config"
+	"github.com/nat464/nat464-sidecar/eyeballs"
 	"github.com/nat464/nat464-sidecar/splice"
 
 	"github.com/nat464/nat464-sidecar/internal/testnet"
@@ -37,6 +39,16 @@ func engineNames(t *testing.T) []string {
 	return []string{"splice", "goroutine"}
 }
 
+// pairings are engineNames plus, on Linux, "splice-loops": the splice engine with the proxy
+// port served on its relay loops (Config.ProxyOnLoops).
+func pairings(t *testing.T) []string {
+	names := engineNames(t)
+	if runtime.GOOS == "linux" {
+		names = append(names, "splice-loops")
+	}
+	return names
+}
+
 type fixture struct {
 	front   Frontend
 	engine  splice.Engine
@@ -51,7 +63,7 @@ type fixture struct {
 // target. tweak may adjust the config.
 func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fixture {
 	t.Helper()
-	e, err := splice.NewEngine(eng, splice.Options{})
+	e, err := splice.NewEngine(strings.TrimSuffix(eng, "-loops"), splice.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,14 +74,25 @@ func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fix
 		cfg.Inbound = append(cfg.Inbound, config.Mapping{
 			Listen: netip.AddrPortFrom(netip.IPv6Loopback(), testnet.FreePort(t)), Target: netip.MustParseAddrPort(tg)})
 	}
+	cfg.ProxyOnLoops = strings.HasSuffix(eng, "-loops")
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	if cfg.ProxyOnLoops { // the loops connect and race themselves: they need the eyeballs dialer
+		if cfg.Dialer == nil {
+			cfg.Dialer = hostsDialer(t, netip.IPv4Unspecified())
+		}
+		if d, ok := cfg.Dialer.(*eyeballs.Dialer); ok && cfg.Race == nil {
+			cfg.Race = func(host string, port uint16) splice.Racer { return d.LoopRace(host, port) }
+		}
+	}
 	f, err := New(cfg)
 	if err != nil {
+		e.Close()
 		t.Fatal(err)
 	}
 	if err := f.Start(); err != nil {
+		e.Close()
 		t.Fatal(err)
 	}
 	fx := &fixture{front: f, engine: e, metrics: cfg.Metrics, reg: reg, limit: cfg.Limit, proxy: cfg.ProxyListen}
@@ -170,7 +193,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestInboundEcho(t *testing.T) {
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			fx := start(t, eng, []string{echoServer(t)}, nil)
@@ -193,7 +216,7 @@ func TestInboundEcho(t *testing.T) {
 // once and counted, and the slot serves again once it frees: an inbound flow that ends, or a proxy
 // handshake that stalls until the handshake timeout (handshakes hold slots too).
 func TestMaxConnsRejects(t *testing.T) {
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			echo := echoServer(t)
@@ -299,7 +322,7 @@ func TestProxyBadInput(t *testing.T) {
 		{"300 KB of headers", bigHeader, []byte("HTTP/1.1 4")},
 		{"garbage", garbage, nil},
 	}
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			echo := echoServer(t)
@@ -346,7 +369,7 @@ func TestProxyBadInput(t *testing.T) {
 
 // A client that connects and sends nothing is closed at the handshake timeout.
 func TestProxyHandshakeTimeout(t *testing.T) {
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			fx := start(t, eng, nil, func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond })
@@ -376,7 +399,7 @@ func TestProxyHandshakeTimeout(t *testing.T) {
 // checking the SHA-256 of what returns.
 func TestProxyConcurrentSessions(t *testing.T) {
 	const sessions, size = 1000, 64 << 10
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			echo := echoServer(t)

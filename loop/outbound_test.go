@@ -22,7 +22,7 @@ import (
 // the name's AAAA ([::1]) answered by dnstest, and an IPv4 literal (127.0.0.1) is connected
 // natively, not synthesized.
 func TestProxyThroughResolverAndEyeballs(t *testing.T) {
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			dns := dnstest.Start(t)

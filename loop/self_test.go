@@ -126,7 +126,7 @@ func (s *outboundStack) logger() *slog.Logger { return slog.New(slog.NewTextHand
 // or as a name resolving to one, is answered "not allowed" without any connect; counted as
 // rejects_total{self}, logged at WARN with the destination. Other destinations still work.
 func TestProxyRefusesItself(t *testing.T) {
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			st := newOutboundStack(t, resolver.Config{})
@@ -221,7 +221,7 @@ func waitIdleSlots(t *testing.T, fx *fixture) {
 // timeout; the client hears host unreachable (SOCKS5 04, SOCKS4 91, HTTP 504) and the log
 // says, at WARN, which server did not answer for which name.
 func TestProxyDNSTimeout(t *testing.T) {
-	for _, eng := range engineNames(t) {
+	for _, eng := range pairings(t) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			st := newOutboundStack(t, resolver.Config{Timeout: 100 * time.Millisecond, Attempts: 2})

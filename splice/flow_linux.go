@@ -53,6 +53,7 @@ type flow struct {
 	writable [2]bool // cleared on EAGAIN, set by EPOLLOUT
 	errSeen  [2]bool // EPOLLERR not yet looked at
 
+	hand            *handshake // while the client is in a proxy handshake (Inbound.Handshake)
 	connecting      bool
 	connectDeadline time.Time
 	connectErr      error
@@ -116,6 +117,12 @@ func (l *eloop) add(fl *flow) {
 }
 
 func (l *eloop) event(fl *flow, fd int32, ev uint32) {
+	if fl.hand != nil {
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			l.handshakeStep(fl)
+		}
+		return
+	}
 	if fl.racer != nil && int(fd) != fl.fd[sideClient] {
 		l.attemptEvent(fl, int(fd), ev)
 		return

@@ -28,6 +28,12 @@ type Inbound struct {
 	ConnectTimeout time.Duration
 	// Front admits each accepted connection and hears of accept failures; required.
 	Front Admitter
+	// Handshake makes the port a proxy port: every connection begins with a handshake that
+	// the loop feeds to the Handshaker Front.Admit returns, bounded by HandshakeTimeout (if
+	// zero, 10s) and MaxHandshakeBytes (if zero, 16 KiB); Target is unused.
+	Handshake         bool
+	HandshakeTimeout  time.Duration
+	MaxHandshakeBytes int
 }
 
 // Admitter is the front end of an Inbound port.
@@ -166,13 +172,20 @@ func (l *eloop) listen(ln *listener) {
 	l.listeners[int32(ln.fd)] = ln
 }
 
-// unlisten closes every listener of the loop (close also removes it from epoll).
+// unlisten closes every listener of the loop (close also removes it from epoll) and ends the
+// handshakes in progress on its proxy ports with a FIN, as the gnet front end's Shutdown does:
+// no request can start once the listeners are gone.
 func (l *eloop) unlisten() {
 	for fd, ln := range l.listeners {
 		unix.Close(ln.fd)
 		delete(l.listeners, fd)
 	}
 	l.paused = 0
+	for fl := range l.flows {
+		if fl.hand != nil {
+			l.finish(fl, nil, false)
+		}
+	}
 }
 
 // accept takes up to acceptBatch connections from ln and starts their flows on this loop.
@@ -233,6 +246,10 @@ func (l *eloop) admit(ln *listener, cfd int) {
 	o := in.Front.Admit()
 	if o == nil {
 		unix.Close(cfd)
+		return
+	}
+	if in.Handshake {
+		l.admitHandshake(in, o, cfd)
 		return
 	}
 	f := Flow{ClientFD: cfd, UpstreamConnecting: true, ConnectTimeout: in.ConnectTimeout,

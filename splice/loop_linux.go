@@ -261,6 +261,10 @@ func (l *eloop) sweep() {
 	idle := l.e.opts.idleTimeout()
 	for fl := range l.flows {
 		switch {
+		case fl.hand != nil:
+			if l.now.After(fl.hand.deadline) {
+				l.cutHandshake(fl, ErrHandshakeTimeout)
+			}
 		case fl.connecting:
 			if l.now.After(fl.connectDeadline) {
 				l.failConnect(fl, unix.ETIMEDOUT)

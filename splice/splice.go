@@ -92,6 +92,32 @@ type Racer interface {
 	Cancel(err error, now time.Time) error
 }
 
+// Handshaker is the Owner of a connection that begins with a handshake the splice loop carries
+// out itself (a proxy port the engine serves, Inbound.Handshake): the loop reads what the
+// client sends and feeds it here, writes the answer, and once the request is complete starts
+// the upstream it names, as for a Flow handed over connecting (a literal) or with a Racer (a
+// name). Its methods run on that loop and must not block.
+type Handshaker interface {
+	Owner
+	// Feed is given the client's bytes that earlier calls did not use. It returns how many it
+	// used, bytes to write to the client, and, once the request is complete, the upstream; the
+	// bytes after the request go to the upstream first. An error ends the connection once out
+	// is written (with a FIN); the Handshaker has counted it.
+	Feed(b []byte) (used int, out []byte, up *Upstream, err error)
+	// Cut reports a handshake the loop ended: ErrHandshakeTimeout or ErrHandshakeTooLarge.
+	// The loop closes the client and then calls Ended.
+	Cut(err error)
+}
+
+// Upstream is what a complete handshake asks the loop to reach.
+type Upstream struct {
+	// Racer, when set, races the upstream (a name); else Target is connected (a literal).
+	Racer  Racer
+	Target netip.AddrPort
+	// ToClient is written to the client before any relayed byte (the success reply).
+	ToClient []byte
+}
+
 // Result describes a finished flow.
 type Result struct {
 	// Up counts bytes client -> upstream (ToUpstream included); Down counts upstream -> client
@@ -130,6 +156,9 @@ var (
 	ErrIdleTimeout = errors.New("splice: idle timeout")
 	ErrDrainCut    = errors.New("splice: cut at drain timeout")
 	ErrReset       = errors.New("splice: connection reset by peer")
+	// ErrHandshakeTimeout and ErrHandshakeTooLarge end a handshake on the loop (Handshaker.Cut).
+	ErrHandshakeTimeout  = errors.New("splice: handshake timeout")
+	ErrHandshakeTooLarge = errors.New("splice: handshake too large")
 	// ErrNoSocket is returned by Relay when a side of the flow has neither a conn nor an fd.
 	ErrNoSocket = errors.New("splice: flow side has no socket")
 	// ErrNoOwner is returned by Relay for a flow without an Owner (its sockets are closed).

@@ -45,11 +45,21 @@ func (f *proxyFixture) url(host string) string {
 	return "http://" + net.JoinHostPort(host, f.appPort) + "/"
 }
 
+// proxyVariants are the ways the binary runs its proxy port: each engine, and the splice
+// engine with the handshakes on its relay loops (--proxy-handshakes relay).
+func proxyVariants() [][]string {
+	var vs [][]string
+	for _, eng := range engines {
+		vs = append(vs, []string{eng})
+	}
+	return append(vs, []string{"splice", "--proxy-handshakes", "relay"})
+}
+
 func TestProxyCurl(t *testing.T) {
 	requireLinux(t)
-	for _, eng := range engines {
-		t.Run(eng, func(t *testing.T) {
-			f := newProxyFixture(t, eng)
+	for _, v := range proxyVariants() {
+		t.Run(strings.Join(v, " "), func(t *testing.T) {
+			f := newProxyFixture(t, v[0], v[1:]...)
 			for _, tc := range []struct{ name, proxy, host string }{
 				{"socks5", "socks5://" + f.proxyAddr, "127.0.0.1"},
 				{"socks5h", "socks5h://" + f.proxyAddr, "app.test"},
@@ -72,9 +82,15 @@ func TestProxyCurl(t *testing.T) {
 
 func TestProxyAuth(t *testing.T) {
 	requireLinux(t)
+	for _, handshakes := range []string{"gnet", "relay"} {
+		t.Run(handshakes, func(t *testing.T) { testProxyAuth(t, handshakes) })
+	}
+}
+
+func testProxyAuth(t *testing.T, handshakes string) {
 	auth := filepath.Join(t.TempDir(), "auth")
 	os.WriteFile(auth, []byte("# users\nalice:s3cret\n"), 0o600)
-	f := newProxyFixture(t, "splice", "--proxy-auth-file", auth)
+	f := newProxyFixture(t, "splice", "--proxy-auth-file", auth, "--proxy-handshakes", handshakes)
 	for _, scheme := range []string{"socks5h", "http"} {
 		t.Run(scheme, func(t *testing.T) {
 			good := fmt.Sprintf("%s://alice:s3cret@%s", scheme, f.proxyAddr)

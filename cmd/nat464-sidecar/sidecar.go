@@ -69,6 +69,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, HandshakeTimeout: cfg.HandshakeTimeout,
 		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
 		Dialer: sc.out.dialer(), Race: sc.out.race, Own: own, Auth: sc.auth, Log: lg, Metrics: lm,
+		ProxyOnLoops: cfg.ProxyHandshakes == config.ProxyHandshakesRelay,
 	})
 	if err != nil {
 		return nil, err
@@ -112,7 +113,7 @@ func (sc *sidecar) logStart() {
 	}
 	if cfg.ProxyListen != "" {
 		lg.Info("proxy listening", "listen", ls[len(ls)-1].String(), "protocols", "socks5,socks4a,http-connect",
-			"auth", cfg.ProxyAuthFile != "")
+			"auth", cfg.ProxyAuthFile != "", "handshakes", cfg.ProxyHandshakes)
 	}
 	how := "flag"
 	if cfg.MaxConnsDerived {
