@@ -112,6 +112,11 @@ type peer struct {
 	start     func(ctx context.Context, e *runEnv, c *Contender) (*Instance, error)
 }
 
+// engineRelay names the sidecar run with the splice engine and its proxy
+// port's handshakes on the relay loops (--proxy-handshakes relay) instead
+// of gnet's: the measured cost of the design card's choice, side by side.
+const engineRelay = "relay"
+
 // contenders returns every contender, in report order. Peers whose binary
 // is missing are returned with an empty Bin and skipped by the driver. The
 // sidecar runs with both engines in the inbound and literal SOCKS5 families,
@@ -146,7 +151,7 @@ func contenders(sidecar, self string, nameEngines []string) []*Contender {
 		if fam == FamilySOCKS {
 			engines = []string{"splice", "goroutine"}
 		}
-		sidecars(fam, engines)
+		sidecars(fam, append(engines, engineRelay))
 		for _, p := range peers {
 			if p.http != r.http {
 				continue
@@ -245,11 +250,15 @@ func startSidecar(engine string) func(context.Context, *runEnv, *Contender) (*In
 		if err != nil {
 			return nil, err
 		}
+		eng, handshakes := engine, "gnet"
+		if engine == engineRelay {
+			eng, handshakes = "splice", "relay"
+		}
 		argv := []string{c.Bin,
 			"--inbound", fmt.Sprintf("%d=%s", inPort, e.app),
 			"--proxy-listen", fmt.Sprintf("127.0.0.1:%d", proxyPort),
 			"--admin-listen", fmt.Sprintf("[::1]:%d", adminPort),
-			"--engine", engine,
+			"--engine", eng, "--proxy-handshakes", handshakes,
 			"--max-conns", strconv.Itoa(e.maxFlows + 500),
 			"--log-level", "warn",
 			"--nat64-prefix", "none",

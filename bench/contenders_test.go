@@ -58,17 +58,17 @@ func TestContenderNames(t *testing.T) {
 		perFam[c.Family] = append(perFam[c.Family], c.Name)
 	}
 	want := map[string][]string{
-		FamilySOCKSHosts: {"sidecar-splice-socks5-hosts", "danted-hosts", "microsocks-hosts", "go-socks5-min-hosts"},
-		FamilySOCKSDNS:   {"sidecar-splice-socks5-dns", "danted-dns", "microsocks-dns", "go-socks5-min-dns"},
-		FamilyHTTP:       {"sidecar-splice-http", "tinyproxy"},
-		FamilyHTTPHosts:  {"sidecar-splice-http-hosts", "tinyproxy-hosts"},
+		FamilySOCKSHosts: {"sidecar-splice-socks5-hosts", "sidecar-relay-socks5-hosts", "danted-hosts", "microsocks-hosts", "go-socks5-min-hosts"},
+		FamilySOCKSDNS:   {"sidecar-splice-socks5-dns", "sidecar-relay-socks5-dns", "danted-dns", "microsocks-dns", "go-socks5-min-dns"},
+		FamilyHTTP:       {"sidecar-splice-http", "sidecar-relay-http", "tinyproxy"},
+		FamilyHTTPHosts:  {"sidecar-splice-http-hosts", "sidecar-relay-http-hosts", "tinyproxy-hosts"},
 	}
 	for fam, names := range want {
 		if got := perFam[fam]; !slices.Equal(got, names) {
 			t.Errorf("%s: %v, want %v", fam, got, names)
 		}
 	}
-	for _, n := range []string{"sidecar-splice-socks5", "sidecar-goroutine-socks5", "go-socks5-min"} {
+	for _, n := range []string{"sidecar-splice-socks5", "sidecar-goroutine-socks5", "sidecar-relay-socks5", "go-socks5-min"} {
 		if !seen[n] {
 			t.Errorf("no contender %s", n)
 		}

@@ -51,7 +51,7 @@ var plans = map[string]Plan{
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
 		NameEngines:     []string{"splice"},
 		SchedContends: []string{"sidecar-splice-inbound", "haproxy", "sidecar-splice-socks5", "sidecar-splice-socks5-hosts",
-			"microsocks-hosts", "go-socks5-min-hosts"},
+			"sidecar-relay-socks5-hosts", "microsocks-hosts", "go-socks5-min-hosts"},
 	},
 	"full": {
 		Mode: "full", Warmup: time.Second, Duration: 6 * time.Second,
@@ -60,7 +60,7 @@ var plans = map[string]Plan{
 		ProfileContends: []string{"sidecar-splice-inbound", "sidecar-splice-socks5"},
 		NameEngines:     []string{"splice", "goroutine"},
 		SchedContends: []string{"sidecar-splice-inbound", "haproxy", "sidecar-splice-socks5", "sidecar-splice-socks5-hosts",
-			"microsocks-hosts", "go-socks5-min-hosts"},
+			"sidecar-relay-socks5-hosts", "microsocks-hosts", "go-socks5-min-hosts"},
 	},
 }
 

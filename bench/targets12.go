@@ -61,12 +61,16 @@ func evalIssue12(res *Results) []TargetResult {
 		}
 	}
 	for _, c := range res.Contenders {
-		if !c.Sidecar || !strings.HasPrefix(c.Name, "sidecar-splice-") {
+		prefix := "sidecar-splice-"
+		if strings.HasPrefix(c.Name, "sidecar-"+engineRelay+"-") {
+			prefix = "sidecar-" + engineRelay + "-" // the same targets, handshakes off gnet
+		}
+		if !c.Sidecar || !strings.HasPrefix(c.Name, prefix) {
 			continue
 		}
 		switch lit, isName := nameFamilies[c.Family]; {
 		case isName:
-			literal := res.contender("sidecar-splice-" + lit)
+			literal := res.contender(prefix + lit)
 			ms := res.contender(microsocksFor(c.Family))
 			for _, r := range rates {
 				add(ratioTarget(c, literal, fmt.Sprintf("conn rate (%d workers) vs own literal path", r.workers), r.test, mRate, ">=", limNameVsLiteral),
