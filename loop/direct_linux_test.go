@@ -148,3 +148,20 @@ func TestProxyDirectConnect(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyOnLoopsStartsNoGnet: with ProxyOnLoops the relay loops serve the proxy port and
+// gnet is not started at all, while the port answers.
+func TestProxyOnLoopsStartsNoGnet(t *testing.T) {
+	fx := start(t, "splice-loops", nil, nil)
+	g := fx.front.(*gnetFrontend)
+	if aps := g.addrs(); len(aps) != 0 {
+		t.Errorf("gnet serves %v with ProxyOnLoops", aps)
+	}
+	c := dialOK(t, "tcp", fx.proxy)
+	defer c.Close()
+	c.Write([]byte{5, 1, 0})
+	reply := make([]byte, 2)
+	if _, err := io.ReadFull(c, reply); err != nil || reply[1] != 0 {
+		t.Errorf("method reply %x, %v; want 0500 from the relay loops", reply, err)
+	}
+}
