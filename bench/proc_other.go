@@ -13,3 +13,5 @@ func raiseNoFile() {}
 func groupAlive(int) bool { return false }
 
 func childAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+func procTree(int) ([]int, error) { return nil, errNoProc }
