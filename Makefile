@@ -88,7 +88,7 @@ bench-build: ## build bin/nat464-sidecar and bin/nat464-bench (bench/ is its own
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nat464-sidecar
 	cd bench && $(GO) build -o ../bin/nat464-bench .
 
-bench: bench-build ## full benchmark against direct and the peers (about 22 min) -> bench/results/full
+bench: bench-build ## full benchmark against direct and the peers (about 26 min) -> bench/results/full
 	bench/run.sh full results/full ../$(BIN)
 
 bench-quick: bench-build ## quick benchmark, a sanity check (about 2.5 min) -> bench/results/quick
