@@ -42,17 +42,7 @@ func (l *eloop) admitHandshake(in *Inbound, o Owner, cfd int) {
 	fl.writable[sideUpstream] = false
 	fl.hand = &handshake{hs: hs, max: cmp.Or(in.MaxHandshakeBytes, defaultHandshakeBytes),
 		deadline: l.now.Add(cmp.Or(in.HandshakeTimeout, defaultHandshakeTimeout)), connect: f.connectTimeout()}
-	e := l.e
-	e.mu.Lock()
-	if e.state != stateRunning {
-		e.mu.Unlock()
-		unix.Close(cfd)
-		refuse(&f, ErrClosed)
-		return
-	}
-	e.active++
-	e.mu.Unlock()
-	l.add(fl) // the client only; its readiness (bytes already there) is reported at once
+	l.start(&f, fl) // the client only
 }
 
 // handshakeStep reads what the client sent and feeds it to the Handshaker; on a complete

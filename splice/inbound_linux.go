@@ -268,17 +268,25 @@ func (l *eloop) admit(ln *listener, cfd int) {
 		o.Ended(Result{Start: now, End: now, ConnectErr: err})
 		return
 	}
-	fl := newFlow(&f, cfd, ufd)
+	l.start(&f, newFlow(&f, cfd, ufd))
+}
+
+// start counts a flow the loop accepted itself as active and adds it, or, once the engine is
+// closing, closes its sockets and refuses it to its Owner.
+func (l *eloop) start(f *Flow, fl *flow) {
 	e := l.e
 	e.mu.Lock()
 	if e.state != stateRunning {
 		e.mu.Unlock()
-		unix.Close(cfd)
-		unix.Close(ufd)
-		refuse(&f, ErrClosed)
+		for _, fd := range fl.fd {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+		refuse(f, ErrClosed)
 		return
 	}
 	e.active++
 	e.mu.Unlock()
-	l.add(fl)
+	l.add(fl) // its readiness (bytes already there) is reported at once
 }
