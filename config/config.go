@@ -66,6 +66,37 @@ type Config struct {
 	HEMaxConcurrent    int
 	DialTimeout        time.Duration
 
+	// Transparent egress (docs/operations.md, "Transparent egress").
+	// DNSListen is where the pod's DNS server listens (UDP and TCP); zero when off.
+	DNSListen netip.AddrPort
+	// DNSUpstream are the real resolvers given with --dns-upstream; empty means the
+	// nameservers of --resolv-conf less the sidecar's own (see Upstreams).
+	DNSUpstream []netip.AddrPort
+	// EgressRange holds the egress addresses; EgressPorts are the TCP ports served at each.
+	EgressRange netip.Prefix
+	EgressPorts []uint16
+	// EgressState, if set, keeps the name/address table across restarts.
+	EgressState string
+	// EgressMaxNames bounds the names the DNS server gives an address (each costs a listener
+	// per egress port, counted in the derived MaxConns).
+	EgressMaxNames int
+	// EgressStatic is how many hosts-file names hold an egress address (their listeners are
+	// counted in the derived MaxConns too).
+	EgressStatic int
+
 	// Admin extras.
 	Pprof bool
+}
+
+// EgressOn reports whether transparent egress serves anything: the DNS server, or hosts-file
+// names in the egress range.
+func (c *Config) EgressOn() bool { return c.DNSListen.IsValid() || c.EgressStatic > 0 }
+
+// EgressListenerFDs is the most egress listeners the configuration can open.
+func (c *Config) EgressListenerFDs() int {
+	names := c.EgressStatic
+	if c.DNSListen.IsValid() {
+		names += c.EgressMaxNames
+	}
+	return names * len(c.EgressPorts)
 }

@@ -14,10 +14,14 @@ const goroutineFDsPerFlow = 6
 // flight), so the cap is what is left after the reserve and the full pipe pool
 // (splice.DefaultMaxPipes, the bound main gives the engine), halved. On the goroutine engine
 // every flow holds 6 fds.
-func maxConnsFor(nofile uint64, e Engine) int {
+func maxConnsFor(nofile uint64, e Engine) int { return maxConnsReserving(nofile, e, 0) }
+
+// maxConnsReserving is maxConnsFor with reserved fds (the egress listeners) kept back first.
+func maxConnsReserving(nofile uint64, e Engine, reserved int) int {
 	if nofile > 1<<24 {
 		nofile = 1 << 24
 	}
+	nofile -= min(nofile, uint64(max(reserved, 0)))
 	var n int
 	if e == EngineGoroutine {
 		n = (int(nofile) - fdReserve) / goroutineFDsPerFlow

@@ -71,6 +71,13 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.IntVar(&c.HEMaxConcurrent, "he-max-concurrent", 4, "most connection attempts in flight at once")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", DefaultDialTimeout, "bound on a whole Happy Eyeballs race")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin port")
+	var eg egressFlags
+	fs.StringVar(&eg.dnsListen, "dns-listen", "off", "serve the pod's DNS on IP:PORT over UDP and TCP (transparent egress), or off")
+	fs.StringVar(&eg.dnsUpstream, "dns-upstream", "", "IP[:PORT][,IP[:PORT]] the real resolvers, the cluster DNS Service (default: --resolv-conf's nameservers less the sidecar's own)")
+	fs.StringVar(&eg.egressRange, "egress-range", DefaultEgressRange, "loopback range of egress addresses: inside 127.0.0.0/8, without 127.0.0.1")
+	fs.StringVar(&eg.egressPorts, "egress-ports", DefaultEgressPorts, "TCP ports (PORT or FIRST-LAST, comma-separated) served at each egress address")
+	fs.StringVar(&c.EgressState, "egress-state", "", "file that keeps the egress name/address table across restarts (default: memory only)")
+	fs.IntVar(&c.EgressMaxNames, "egress-max-names", DefaultEgressMaxNames, "most names the DNS server gives an egress address")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -82,6 +89,9 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		return nil, fmt.Errorf("config: unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
 	if err := applyEnv(fs, getenv, &inbound); err != nil {
+		return nil, err
+	}
+	if err := c.egress(eg); err != nil {
 		return nil, err
 	}
 	if err := c.finish(inbound, maxConns, nat64Prefix); err != nil {
@@ -143,7 +153,7 @@ func (c *Config) finish(inbound []string, maxConns, nat64Prefix string) error {
 		return flagErr("engine", string(c.Engine), errors.New("want auto, splice or goroutine"))
 	}
 	if maxConns == "" {
-		c.MaxConns, c.MaxConnsDerived = DefaultMaxConns(c.ResolvedEngine()), true
+		c.MaxConns, c.MaxConnsDerived = defaultMaxConns(c.ResolvedEngine(), c.EgressListenerFDs()), true
 	} else if n, err := strconv.Atoi(maxConns); err != nil || n < 1 {
 		return flagErr("max-conns", maxConns, errors.New("want a positive integer"))
 	} else {

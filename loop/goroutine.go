@@ -26,6 +26,9 @@ type goroutineFrontend struct {
 	cancel    context.CancelFunc
 	shutdown  atomic.Bool
 
+	acc    accepter
+	egress egressSet
+
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // connections not yet handed to the engine
 }
@@ -33,7 +36,17 @@ type goroutineFrontend struct {
 func newGoroutine(cfg Config, eng *splice.GoroutineEngine) *goroutineFrontend {
 	f := &goroutineFrontend{cfg: cfg, eng: eng, pending: map[net.Conn]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.acc = accepter{cfg: &f.cfg, draining: f.shutdown.Load, wg: &f.conns, track: f.track}
+	f.egress = egressSet{acc: f.acc, handle: func(c net.Conn, o *owner, name string, port uint16) {
+		defer f.untrack(c)
+		egressDial(f.ctx, &f.cfg, f.eng, c, o, name, port)
+	}}
 	return f
+}
+
+// ServeEgress listens on every egress port at a for connections to name.
+func (f *goroutineFrontend) ServeEgress(a netip.Addr, name string) error {
+	return f.egress.serve(a, name)
 }
 
 func (f *goroutineFrontend) Start() error {
@@ -77,7 +90,7 @@ func (f *goroutineFrontend) Start() error {
 			kind = kindInbound
 		}
 		f.conns.wg.Add(1)
-		go f.acceptLoop(ln, kind, handle)
+		go f.acc.loop(ln, kind, handle)
 	}
 	f.cfg.addOwn(f.Listeners())
 	return nil
@@ -95,36 +108,6 @@ func (f *goroutineFrontend) Listeners() []net.Addr {
 		out[i] = ln.Addr()
 	}
 	return out
-}
-
-func (f *goroutineFrontend) acceptLoop(ln net.Listener, kind string, handle func(net.Conn, *owner)) {
-	defer f.conns.wg.Done()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// EMFILE and friends: say so, back off, keep serving the flows we have.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			f.cfg.log().Error("accept failed", "listen", ln.Addr(), "err", fdErr(err), "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		o := admit(&f.cfg, kind, f.shutdown.Load())
-		if o == nil {
-			c.Close()
-			continue
-		}
-		f.track(c)
-		f.conns.wg.Add(1)
-		go func() {
-			defer f.conns.wg.Done()
-			handle(c, o)
-		}()
-	}
 }
 
 func (f *goroutineFrontend) track(c net.Conn) {
@@ -199,15 +182,8 @@ func (f *goroutineFrontend) proxyConn(c net.Conn, o *owner) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	o.request(req)
-	ctx, cancel := context.WithCancel(f.ctx)
-	w := watchClient(c, buf, cancel)
-	up, err := dial(ctx, &f.cfg, req)
-	cancel()
-	early, gone := w.stop()
+	up, early, gone, err := dialWatching(f.ctx, &f.cfg, c, buf, req.host(), req.dest.Port)
 	if gone { // the client reset: as on the splice loop, no reply and the connect given up
-		if up != nil {
-			up.Close()
-		}
 		abort(c)
 		o.close()
 		return
@@ -221,6 +197,24 @@ func (f *goroutineFrontend) proxyConn(c net.Conn, o *owner) {
 	f.untrack(c)
 	_ = f.eng.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up,
 		ToClient: req.successReply(), ToUpstream: early, Target: o.target, Owner: o})
+}
+
+// dialWatching dials host:port within the dial timeout while it watches the client c
+// (watchClient): it returns the upstream, the client's early bytes (after early, which were
+// read before), and gone when the client reset, in which case the dial was given up.
+func dialWatching(ctx context.Context, cfg *Config, c net.Conn, early []byte, host string, port uint16) (up net.Conn, rest []byte, gone bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := watchClient(c, early, cancel)
+	dctx, dcancel := context.WithTimeout(ctx, cfg.dialTimeout())
+	up, err = cfg.dialer().DialContext(dctx, host, port)
+	dcancel()
+	cancel()
+	rest, gone = w.stop()
+	if gone && up != nil {
+		up.Close()
+		up = nil
+	}
+	return up, rest, gone, err
 }
 
 // clientWatch reads a proxy client while its dial runs, as the splice loop watches the client
@@ -286,6 +280,7 @@ func (f *goroutineFrontend) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	f.closeListeners()
+	f.egress.close()
 	f.mu.Lock()
 	for c := range f.pending {
 		if tc, ok := c.(*net.TCPConn); ok {

@@ -45,7 +45,7 @@ func (t *throttle) allow() bool {
 	return now-last >= int64(time.Second) && t.last.CompareAndSwap(last, now)
 }
 
-var fullWarnings, acceptErrors, connectWarnings throttle
+var fullWarnings, acceptErrors, connectWarnings, egressWarnings throttle
 
 // warnFull logs, at most once a second, that the flow cap turned connections away.
 func warnFull(lg *slog.Logger, l *Limiter) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -29,6 +30,11 @@ type Frontend interface {
 	Listeners() []net.Addr
 	// Ping returns nil when the accept/handshake machinery is responsive.
 	Ping(ctx context.Context) error
+	// ServeEgress listens on every Config.EgressPorts port at egress address a (transparent
+	// egress) and relays each connection to name, resolved and raced as a proxy request for
+	// name would be. A port another socket holds is reported through Config.EgressHooks and
+	// skipped; other failures are returned. After Shutdown it returns ErrShutdown.
+	ServeEgress(a netip.Addr, name string) error
 	// Shutdown stops accepting, closes connections still in their handshake, and waits (bounded
 	// by ctx) for dials in flight to be handed to the engine or abandoned. It does not touch flows
 	// already relayed: drain those with the engine.
@@ -77,6 +83,10 @@ type Config struct {
 	// request for one of them is refused before any connect; refusals wrapping ErrSelf are
 	// counted as RejectSelf and logged at WARN.
 	Own *OwnSockets
+	// EgressPorts are the TCP ports served at each egress address (ServeEgress); EgressHooks
+	// hears how that goes.
+	EgressPorts []uint16
+	EgressHooks EgressHooks
 	// Auth, if non-nil and holding credentials, makes the proxy require them.
 	Auth *Auth
 	Log  *slog.Logger

@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "nat464", "loop"
 	m := &Metrics{
 		flowsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "flows_total", Help: "Flows relayed (their upstream connected), by kind (inbound, outbound) and engine."},
+			Name: "flows_total", Help: "Flows relayed (their upstream connected), by kind (inbound, outbound, egress) and engine."},
 			[]string{"kind", "engine"}),
 		flowsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "flows_active", Help: "Flows being relayed now, by kind and engine."},
@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flow_duration_seconds", Help: "Lifetime of finished flows, by kind.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)}, []string{"kind"}),
 		connectFails: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "upstream_connect_failures_total", Help: "Inbound flows whose connect to the app failed, by kind."},
+			Name: "upstream_connect_failures_total", Help: "Flows whose upstream connect failed before any byte was relayed, by kind (inbound: the app; egress: the name behind an egress address)."},
 			[]string{"kind"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "handshakes_total", Help: "Proxy handshakes finished, by protocol and reply code."},

@@ -93,7 +93,7 @@ func (o *owner) cut(reason string) {
 
 // Connected settles the upstream connect: on success the flow counts as started; a failure is
 // counted and logged by kind, and a proxy client gets the failure reply in its protocol (an
-// inbound client gets none, so the engine resets it, as a closed port would).
+// inbound or egress client gets none, so the engine resets it, as a closed port would).
 func (o *owner) Connected(err error) []byte {
 	o.answered = true
 	if o.attempt != nil {
@@ -102,6 +102,9 @@ func (o *owner) Connected(err error) []byte {
 	}
 	if o.req != nil {
 		o.dialed(err)
+	} else if err != nil && o.kind == kindEgress {
+		o.cfg.Metrics.connectFailed(o.kind)
+		o.egressFailed(err)
 	} else if err != nil {
 		o.cfg.Metrics.connectFailed(o.kind)
 		if connectWarnings.allow() {

@@ -14,6 +14,11 @@ type Config struct {
 	// HostsFile is the hosts path; if empty, /etc/hosts; "-" disables the hosts file.
 	HostsFile string
 
+	// HostsSkip are ranges whose hosts-file addresses the resolver ignores, as if the lines
+	// were not there; a name left with no address is asked of DNS. Transparent egress passes
+	// its range: a hosts-file name with an egress address is dialed by its DNS addresses.
+	HostsSkip []netip.Prefix
+
 	// Servers, if non-empty, replace the resolv.conf nameservers.
 	Servers []netip.AddrPort
 	// Search, if non-nil, replaces the resolv.conf search list (an empty non-nil slice means

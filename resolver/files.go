@@ -3,6 +3,7 @@ package resolver
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -52,7 +53,7 @@ func newFiles(cfg *Config) (*files, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := loadHosts(cfg.hostsPath())
+	h, err := loadHosts(cfg.hostsPath(), cfg.HostsSkip)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +80,7 @@ func (f *files) get() *settings {
 		}
 	}
 	if st := statStamp(f.cfg.hostsPath()); st != f.hStamp {
-		if h, err := loadHosts(f.cfg.hostsPath()); err == nil {
+		if h, err := loadHosts(f.cfg.hostsPath(), f.cfg.HostsSkip); err == nil {
 			f.hStamp, next.hosts, changed = st, h, true
 		}
 	}
@@ -88,6 +89,10 @@ func (f *files) get() *settings {
 	}
 	return f.cur
 }
+
+// LoadResolvConf parses the resolv.conf at path; a missing file yields the glibc fallback
+// with Missing set.
+func LoadResolvConf(path string) (*ResolvConf, error) { return loadResolvConf(path) }
 
 // loadResolvConf parses path; a missing file yields the glibc fallback with Missing set.
 func loadResolvConf(path string) (*ResolvConf, error) {
@@ -103,7 +108,7 @@ func loadResolvConf(path string) (*ResolvConf, error) {
 }
 
 // loadHosts parses path; no path or a missing file yields no entries.
-func loadHosts(path string) (Hosts, error) {
+func loadHosts(path string, skip []netip.Prefix) (Hosts, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -115,5 +120,9 @@ func loadHosts(path string) (Hosts, error) {
 		return nil, err
 	}
 	defer fh.Close()
-	return ParseHosts(fh)
+	h, err := ParseHosts(fh)
+	if err != nil || len(skip) == 0 {
+		return h, err
+	}
+	return h.without(skip), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -57,6 +58,23 @@ func (h Hosts) Lookup(name string, family int) (addrs []netip.Addr, listed bool)
 		}
 	}
 	return addrs, true
+}
+
+// without is h less every address inside one of skip; a name left with none is dropped.
+func (h Hosts) without(skip []netip.Prefix) Hosts {
+	out := make(Hosts, len(h))
+	for name, addrs := range h {
+		var keep []netip.Addr
+		for _, a := range addrs {
+			if !slices.ContainsFunc(skip, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {
+				keep = append(keep, a)
+			}
+		}
+		if len(keep) > 0 {
+			out[name] = keep
+		}
+	}
+	return out
 }
 
 func containsAddr(list []netip.Addr, a netip.Addr) bool {

@@ -404,3 +404,28 @@ func TestRotate(t *testing.T) {
 		t.Errorf("rotate spread %d/%d, want 2/2", na, nb)
 	}
 }
+
+// TestHostsSkip: hosts-file addresses in a skipped range are not there for the resolver: a name
+// left with none is asked of DNS (transparent egress dials a static egress name this way).
+func TestHostsSkip(t *testing.T) {
+	leakCheck(t)
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	os.WriteFile(hosts, []byte("127.100.0.5 db.example\n127.100.0.6 both.example\n2001:db8::6 both.example\n"), 0o644)
+	e := newEnv(t, func(c *Config) {
+		c.HostsFile, c.Search, c.Ndots = hosts, nil, 1
+		c.HostsSkip = []netip.Prefix{netip.MustParsePrefix("127.100.0.0/16")}
+	})
+	e.srv.AddAAAA("db.example", time.Minute, "2001:db8::5")
+	v6, v4 := lookup(t, e.res, "db.example")
+	if !slices.Equal(v6.Addrs, addrs("2001:db8::5")) || len(v4.Addrs) != 0 {
+		t.Errorf("db.example: %+v %+v, want its DNS AAAA and no egress address", v6, v4)
+	}
+	v6, v4 = lookup(t, e.res, "both.example")
+	if !slices.Equal(v6.Addrs, addrs("2001:db8::6")) || len(v4.Addrs) != 0 || e.srv.Count("both.example", 0, "") != 0 {
+		t.Errorf("both.example: %+v %+v; its other hosts-file address stays", v6, v4)
+	}
+	a4, _, err := e.res.LookupA(context.Background(), "db.example")
+	if !errors.Is(err, ErrNXDomain) && !errors.Is(err, ErrNoData) || len(a4) != 0 {
+		t.Errorf("LookupA(db.example) = %v %v, want no A record (LookupA never reads the hosts file)", a4, err)
+	}
+}

@@ -119,6 +119,17 @@ func (r *Resolver) LookupAAAA(ctx context.Context, name string) (addrs []netip.A
 	return slices.Clone(addrs), ttl, err
 }
 
+// LookupA is LookupAAAA for A records: one question for name taken as absolute, through the
+// configured servers and the cache (the egress DNS server asks both families this way).
+func (r *Resolver) LookupA(ctx context.Context, name string) (addrs []netip.Addr, ttl time.Duration, err error) {
+	n, err := checkName(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	addrs, ttl, err = r.resolve(ctx, r.files.get().rc, absName(n), dns.TypeA)
+	return slices.Clone(addrs), ttl, err
+}
+
 // checkName validates a host name for querying and returns it without surrounding space.
 func checkName(host string) (string, error) {
 	h := strings.TrimSpace(host)

@@ -34,9 +34,17 @@ type outbound struct {
 }
 
 // newOutbound builds the stack; approve vets every address the dialer is about to connect.
-func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer, approve func(netip.AddrPort) error) (*outbound, error) {
-	res, err := resolver.New(resolver.Config{ResolvConf: cfg.ResolvConf, HostsFile: cfg.HostsFile,
-		Metrics: resolver.NewMetrics(reg)})
+// With transparent egress on, servers replace resolv.conf's nameservers (the pod's resolv.conf
+// names the sidecar itself) and the hosts file's egress addresses are skipped (a static egress
+// name is dialed by its DNS addresses).
+func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer, approve func(netip.AddrPort) error,
+	servers []netip.AddrPort) (*outbound, error) {
+	rcfg := resolver.Config{ResolvConf: cfg.ResolvConf, HostsFile: cfg.HostsFile, Servers: servers,
+		Metrics: resolver.NewMetrics(reg)}
+	if cfg.EgressOn() {
+		rcfg.HostsSkip = []netip.Prefix{cfg.EgressRange}
+	}
+	res, err := resolver.New(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}

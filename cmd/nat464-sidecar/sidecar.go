@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +26,7 @@ type sidecar struct {
 	front  loop.Frontend
 	admin  *admin.Server
 	out    *outbound
+	egress *transparent // nil when transparent egress is off
 	auth   *loop.Auth
 	plan   loopPlan
 	procs  int // GOMAXPROCS in force
@@ -61,7 +63,14 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	// The proxy refuses to dial any of the sidecar's own listeners: the front end adds its
 	// own when bound, the admin address follows below.
 	own := &loop.OwnSockets{}
-	if sc.out, err = newOutbound(cfg, lg, reg, own.Check); err != nil {
+	if sc.egress, err = newTransparent(cfg, lg, reg); err != nil {
+		return nil, err
+	}
+	var servers []netip.AddrPort
+	if sc.egress != nil {
+		servers = sc.egress.upstreams
+	}
+	if sc.out, err = newOutbound(cfg, lg, reg, own.Check, servers); err != nil {
 		return nil, err
 	}
 	lm := loop.NewMetrics(reg)
@@ -70,11 +79,16 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
 		Dialer: sc.out.dialer(), Race: sc.out.race, Own: own, Auth: sc.auth, Log: lg, Metrics: lm,
 		ProxyOnLoops: cfg.ProxyHandshakes == config.ProxyHandshakesRelay,
+		EgressPorts:  sc.egress.ports(), EgressHooks: sc.egress.hooks(),
 	})
 	if err != nil {
 		return nil, err
 	}
 	if err := sc.front.Start(); err != nil {
+		return nil, err
+	}
+	if err := sc.egress.serve(sc.front, sc.out); err != nil {
+		_ = sc.front.Shutdown(context.Background())
 		return nil, err
 	}
 	sc.procs = raiseProcs(plan, os.Getenv)
@@ -131,6 +145,7 @@ func (sc *sidecar) readyChecks() []admin.Check {
 	for _, m := range sc.cfg.Inbound {
 		checks = append(checks, admin.TCPCheck("inbound "+m.String(), m.Target.String()))
 	}
+	checks = append(checks, sc.egress.readyChecks()...)
 	return append(checks, sc.out.readyChecks()...)
 }
 
@@ -139,10 +154,16 @@ func (sc *sidecar) info() map[string]any {
 	for k, v := range sc.out.info() {
 		info[k] = v
 	}
+	for k, v := range sc.egress.info() {
+		info[k] = v
+	}
 	return info
 }
 
 func (sc *sidecar) stopBackground() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	sc.egress.stop(ctx)
 	if sc.out != nil {
 		sc.out.close()
 	}
