@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -135,6 +136,10 @@ func exchange(ctx context.Context, m *dns.Msg, network string, server netip.Addr
 // returns the bound address once both sockets are bound, or the first bind error.
 func (s *Server) Listen(addr netip.AddrPort) (netip.AddrPort, error) {
 	pc, err := net.ListenPacket("udp", addr.String())
+	if errors.Is(err, syscall.EACCES) && addr.Port() < 1024 {
+		return netip.AddrPort{}, fmt.Errorf("egress: dns server: %w (an unprivileged process binds port %d only where the pod sets the sysctl net.ipv4.ip_unprivileged_port_start to %d or less)",
+			err, addr.Port(), addr.Port())
+	}
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("egress: dns server: %w", err)
 	}

@@ -76,7 +76,7 @@ func (a accepter) loop(ln net.Listener, kind string, handle func(net.Conn, *owne
 // egressSet is a front end's egress listeners: one per egress address and egress port, bound
 // to that address only, so that the app's own listeners on 127.0.0.1 are never in the way. (A
 // listener of the app on 0.0.0.0:P holds P on every loopback address: the egress listener is
-// not bound, the conflict is logged once per port and counted, and the app keeps its port.)
+// not bound, the conflict is logged and counted once, and the port is left to the app.)
 type egressSet struct {
 	acc    accepter
 	handle func(c net.Conn, o *owner, name string, port uint16)
@@ -84,12 +84,12 @@ type egressSet struct {
 	mu     sync.Mutex
 	closed bool
 	lns    []net.Listener
-	warned map[uint16]bool
+	held   map[uint16]bool // ports another socket held when we tried: never bound again
 }
 
 // serve binds every egress port at a and relays what they accept to name. A port another
-// socket holds is reported (EgressHooks.Conflict, a warning once per port) and skipped; any
-// other failure is returned, naming the address, after the other ports were tried.
+// socket holds is reported (EgressHooks.Conflict and a warning, once) and skipped from then on;
+// any other failure is returned, naming the address, after the other ports were tried.
 func (e *egressSet) serve(a netip.Addr, name string) error {
 	cfg := e.acc.cfg
 	e.mu.Lock()
@@ -100,6 +100,9 @@ func (e *egressSet) serve(a netip.Addr, name string) error {
 	var errs []error
 	opened := 0
 	for _, port := range cfg.EgressPorts {
+		if e.held[port] {
+			continue // the app listens on it: leave it alone for good (see conflict)
+		}
 		ap := netip.AddrPortFrom(a.Unmap(), port)
 		ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(ap))
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -107,7 +110,7 @@ func (e *egressSet) serve(a netip.Addr, name string) error {
 			continue
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("loop: egress listener %s for %s: %w", ap, name, fdErr(err)))
+			errs = append(errs, fmt.Errorf("loop: egress listener %s for %s: %w", ap, name, bindErr(fdErr(err), port)))
 			continue
 		}
 		e.lns = append(e.lns, ln)
@@ -125,19 +128,20 @@ func (e *egressSet) serve(a netip.Addr, name string) error {
 	return errors.Join(errs...)
 }
 
+// conflict records a port another socket holds on every loopback address (the app on 0.0.0.0:P):
+// it is warned about and counted once, and never bound again at any egress address, so that the
+// app can bind it again after a restart (a listener of ours on 127.100.x.y:P would make the
+// app's 0.0.0.0:P bind fail).
 func (e *egressSet) conflict(ap netip.AddrPort, name string, err error) {
 	cfg := e.acc.cfg
 	if cfg.EgressHooks.Conflict != nil {
 		cfg.EgressHooks.Conflict(ap.Port())
 	}
-	if e.warned == nil {
-		e.warned = map[uint16]bool{}
+	if e.held == nil {
+		e.held = map[uint16]bool{}
 	}
-	if e.warned[ap.Port()] {
-		return
-	}
-	e.warned[ap.Port()] = true
-	cfg.log().Warn("egress port is held by another socket (the app listening on 0.0.0.0?): connections to egress addresses on it reach that socket, not the sidecar",
+	e.held[ap.Port()] = true
+	cfg.log().Warn("egress port is held by another socket (the app listening on 0.0.0.0?): connections to egress addresses on it reach that socket, not the sidecar, and the sidecar leaves the port alone from now on",
 		"port", ap.Port(), "addr", ap.Addr().String(), "name", name, "err", err)
 }
 
@@ -183,4 +187,14 @@ func egressDial(ctx context.Context, cfg *Config, eng splice.Engine, c net.Conn,
 	}
 	_ = eng.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up, ToUpstream: early,
 		Target: o.target, Owner: o})
+}
+
+// ErrLowPort wraps EACCES from binding a port below the namespace's unprivileged port start.
+var ErrLowPort = errors.New("loop: binding a port below 1024 needs the pod sysctl net.ipv4.ip_unprivileged_port_start at or below it (docs/operations.md, \"Transparent egress\")")
+
+func bindErr(err error, port uint16) error {
+	if errors.Is(err, syscall.EACCES) && port < 1024 {
+		return fmt.Errorf("%w: %w", ErrLowPort, err)
+	}
+	return err
 }

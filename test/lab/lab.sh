@@ -203,7 +203,18 @@ two6.example.       IN AAAA $TWO6B
 pod.example.        IN AAAA $POD6
 web.default.svc.cluster.local.    IN AAAA $V6SRV
 legacy.default.svc.cluster.local. IN A    $V4SRV
+; An answer too large for one UDP reply (EDNS 1232): a resolver must retry it over TCP.
+$(big_txt)
 EOF
+}
+
+# big_txt prints big.example's TXT records: 24 strings of 200 bytes, about 5 KB in all.
+big_txt() {
+	local i pad
+	pad=$(printf '%0197d' 0)
+	for i in $(seq -w 1 24); do
+		printf 'big.example.        IN TXT  "%s-%s"\n' "$i" "$pad"
+	done
 }
 
 # ---------------------------------------------------------------- up

@@ -4,6 +4,7 @@
 //
 //	GET /            "server=NAME local=IP:PORT remote=IP:PORT\n"
 //	GET /gen?n=N     N bytes of the labgen stream; &rate=BYTES_PER_SECOND paces it
+//	POST /echo       the request body, back as it came
 //
 // labsrv -gen N writes the stream to stdout instead, labsrv -sum N prints its SHA-256.
 package main
@@ -126,6 +127,15 @@ func handler(name string) http.Handler {
 			src = &paced{r: src, rate: rate, start: time.Now()}
 		}
 		_, _ = io.Copy(w, src)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		// The request body comes back as it came: a client checks bytes both ways.
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Lab-Server", name)
+		if r.ContentLength >= 0 {
+			w.Header().Set("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+		}
+		_, _ = io.Copy(w, r.Body)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
