@@ -22,8 +22,8 @@ func kustomization(root, rel string) (*types.Kustomization, error) {
 	if err := yaml.UnmarshalStrict(data, k); err != nil {
 		return nil, fmt.Errorf("%s: strict decode: %w", rel, err)
 	}
-	if k.Kind != "" && k.Kind != types.KustomizationKind {
-		return nil, fmt.Errorf("%s: kind %q, want %s", rel, k.Kind, types.KustomizationKind)
+	if k.Kind != "" && k.Kind != types.KustomizationKind && k.Kind != types.ComponentKind {
+		return nil, fmt.Errorf("%s: kind %q, want %s or %s", rel, k.Kind, types.KustomizationKind, types.ComponentKind)
 	}
 	return k, nil
 }
@@ -92,6 +92,13 @@ func checkKustomization(root, rel string) (patches []string, err error) {
 		patches = append(patches, full)
 	}
 	return patches, nil
+}
+
+// isComponent reports whether the kustomization at rel is a Component: it is built only as part
+// of a kustomization that lists it (kustomize refuses to build one alone).
+func isComponent(root, rel string) bool {
+	k, err := kustomization(root, rel)
+	return err == nil && k.Kind == types.ComponentKind
 }
 
 func hasKustomization(dir string) bool {

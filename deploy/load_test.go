@@ -147,8 +147,39 @@ func decodePatch(src string, data []byte) error {
 		}
 		return nil
 	}
-	_, err := decodeStrict(src, data)
+	// A strategic merge patch may carry directives ($patch: delete, $retainKeys, ...), which are
+	// not fields of the object: the rest must still decode strictly.
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	clean, err := yaml.Marshal(withoutDirectives(doc))
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	_, err = decodeStrict(src, clean)
 	return err
+}
+
+// withoutDirectives is v less every map key that starts with "$" (strategic merge directives).
+func withoutDirectives(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			if !strings.HasPrefix(k, "$") {
+				out[k] = withoutDirectives(e)
+			}
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = withoutDirectives(e)
+		}
+		return out
+	}
+	return v
 }
 
 // podTemplate is a pod spec found in a manifest, with where it came from.

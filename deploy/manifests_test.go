@@ -31,7 +31,11 @@ func checkSet(objs []object, twins map[string]bool) (issues, int) {
 		checkProbes(sc, &is)
 		checkGrace(p.spec, sc, &is)
 		checkInbound(p.spec, sc, &is)
-		checkAppEnv(p.spec, sc, &is)
+		if cfg.DNSListen.IsValid() {
+			checkTransparent(p.spec, sc, &is)
+		} else {
+			checkAppEnv(p.spec, sc, &is)
+		}
 	}
 	for _, s := range svcs {
 		checkService(s, pods, sidecars, &is)
@@ -96,7 +100,9 @@ func TestManifests(t *testing.T) {
 		if !isKustomization(f) {
 			continue
 		}
-		kdirs = append(kdirs, filepath.Dir(f))
+		if !isComponent(root, f) {
+			kdirs = append(kdirs, filepath.Dir(f))
+		}
 		ps, err := checkKustomization(root, f)
 		if err != nil {
 			t.Error(err)
