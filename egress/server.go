@@ -135,22 +135,14 @@ func exchange(ctx context.Context, m *dns.Msg, network string, server netip.Addr
 // Listen binds addr over UDP and TCP (the same port for both) and serves until Shutdown. It
 // returns the bound address once both sockets are bound, or the first bind error.
 func (s *Server) Listen(addr netip.AddrPort) (netip.AddrPort, error) {
-	pc, err := net.ListenPacket("udp", addr.String())
-	if errors.Is(err, syscall.EACCES) && addr.Port() < 1024 {
-		return netip.AddrPort{}, fmt.Errorf("egress: dns server: %w (an unprivileged process binds port %d only where the pod sets the sysctl net.ipv4.ip_unprivileged_port_start to %d or less)",
-			err, addr.Port(), addr.Port())
-	}
+	pc, ln, err := listenPair(addr)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("egress: dns server: %w", err)
+		return netip.AddrPort{}, err
 	}
 	bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr.Addr(), bound.Port()).String())
-	if err != nil {
-		pc.Close()
-		return netip.AddrPort{}, fmt.Errorf("egress: dns server: %w", err)
-	}
 	udp := &dns.Server{PacketConn: pc, Handler: s, ReadTimeout: 2 * time.Second}
-	tcp := &dns.Server{Listener: ln, Handler: s, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+	capped := &capListener{Listener: ln, max: maxTCPConns, refuse: func() { s.cfg.Metrics.query("none", AnswerOverload) }}
+	tcp := &dns.Server{Listener: capped, Handler: s, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 		IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: 128}
 	s.mu.Lock()
 	s.addr = netip.AddrPortFrom(bound.Addr().Unmap(), bound.Port())
@@ -176,6 +168,30 @@ func (s *Server) Listen(addr netip.AddrPort) (netip.AddrPort, error) {
 		<-started
 	}
 	return s.addr, nil
+}
+
+// listenPair binds UDP and TCP on one port of addr. With port 0, the port UDP got may be taken
+// for TCP: a few other ports are tried.
+func listenPair(addr netip.AddrPort) (net.PacketConn, net.Listener, error) {
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr.String())
+		if errors.Is(err, syscall.EACCES) && addr.Port() < 1024 {
+			return nil, nil, fmt.Errorf("egress: dns server: %w (an unprivileged process binds port %d only where the pod sets the sysctl net.ipv4.ip_unprivileged_port_start to %d or less)",
+				err, addr.Port(), addr.Port())
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("egress: dns server: %w", err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort(addr.Addr().String(), fmt.Sprint(port)))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if addr.Port() != 0 || try == 8 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("egress: dns server: %w", err)
+		}
+	}
 }
 
 // Shutdown stops both listeners and waits for the questions being answered, bounded by ctx.

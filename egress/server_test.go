@@ -2,6 +2,8 @@ package egress
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -372,4 +374,45 @@ func TestShutdownReady(t *testing.T) {
 	if err := l.srv.Ready(ctx); err == nil || !strings.Contains(err.Error(), "dns server") {
 		t.Errorf("Ready after Shutdown: %v", err)
 	}
+}
+
+// TestSlowTCPClients: hundreds of TCP clients that connect and send nothing hold at most
+// maxTCPConns connections, are cut by the read timeout, and never stop the server from
+// answering (UDP at once, TCP once they are gone).
+func TestSlowTCPClients(t *testing.T) {
+	l := newLab(t, TableConfig{}, nil)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 300 {
+		c, err := net.Dial("tcp", l.addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	onlyA(t, l.ask(t, "udp", "v4only.example", dns.TypeA))
+	// Past the cap, connections are closed at once: their reads end without waiting.
+	closed := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !isTimeout(err) {
+			closed++
+		}
+	}
+	if closed < 300-maxTCPConns {
+		t.Errorf("%d of 300 idle TCP connections closed, want at least %d (the cap is %d)", closed, 300-maxTCPConns, maxTCPConns)
+	}
+	onlyA(t, l.ask(t, "tcp", "v4only.example", dns.TypeA))
+	if got := testutil.ToFloat64(l.metrics.queries.WithLabelValues("none", AnswerOverload)); got < 300-maxTCPConns {
+		t.Errorf("refused TCP connections counted %v times", got)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

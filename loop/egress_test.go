@@ -24,7 +24,7 @@ type egressFixture struct {
 	conflicts map[uint16]int
 }
 
-func startEgress(t *testing.T, eng string, ports []uint16) *egressFixture {
+func startEgress(t *testing.T, eng string, ports []uint16, tweaks ...func(*Config)) *egressFixture {
 	t.Helper()
 	ef := &egressFixture{conflicts: map[uint16]int{}}
 	d := hostsDialer(t, netip.IPv6Loopback()) // echo.test is ::1, as an IPv6-only name would be
@@ -38,6 +38,9 @@ func startEgress(t *testing.T, eng string, ports []uint16) *egressFixture {
 		c.EgressHooks = EgressHooks{
 			Listeners: func(n int) { ef.mu.Lock(); ef.listeners += n; ef.mu.Unlock() },
 			Conflict:  func(p uint16) { ef.mu.Lock(); ef.conflicts[p]++; ef.mu.Unlock() },
+		}
+		for _, tw := range tweaks {
+			tw(c)
 		}
 	})
 	return ef
@@ -163,6 +166,42 @@ func TestEgressPortConflict(t *testing.T) {
 			}
 			app2.Close()
 			echoOnce(t, dialOK(t, "tcp4", netip.AddrPortFrom(a, echo.Port()).String()))
+		})
+	}
+}
+
+// TestEgressAtMaxConns: egress connections share the flow slots; one past the bound is closed
+// at once and counted, and a slot freed serves the next.
+func TestEgressAtMaxConns(t *testing.T) {
+	for _, eng := range engineNames(t) {
+		t.Run(eng, func(t *testing.T) {
+			checkFDs(t)
+			echo := testnet.Echo(t, "tcp6", "[::1]:0")
+			ef := startEgress(t, eng, []uint16{echo.Port()}, func(c *Config) { c.Limit = NewLimiter(2) })
+			a := netip.MustParseAddr("127.100.31.8")
+			if err := ef.front.ServeEgress(a, "echo.test"); err != nil {
+				t.Fatal(err)
+			}
+			addr := netip.AddrPortFrom(a, echo.Port()).String()
+			held := []net.Conn{dialOK(t, "tcp4", addr), dialOK(t, "tcp4", addr)}
+			for _, c := range held {
+				echoOnce(t, c)
+			}
+			over := dialOK(t, "tcp4", addr)
+			if _, err := over.Read(make([]byte, 1)); err == nil {
+				t.Error("the connection past max-conns was relayed")
+			}
+			over.Close()
+			if n := gathered(t, ef.reg, "nat464_loop_rejects_total", RejectMaxConns); n != 1 {
+				t.Errorf("rejects_total{max_conns} = %v, want 1", n)
+			}
+			held[0].Close()
+			waitFor(t, func() bool { return ef.limit.Active() == 1 })
+			next := dialOK(t, "tcp4", addr)
+			echoOnce(t, next)
+			next.Close()
+			held[1].Close()
+			waitFor(t, func() bool { return ef.limit.Active() == 0 })
 		})
 	}
 }
