@@ -22,7 +22,16 @@ setpriv:util-linux
 nc:netcat-openbsd
 dig:dnsutils
 sha256sum:coreutils
+gcc:gcc
+musl-gcc:musl-tools
+python3:python3
+java:default-jre-headless
+node:nodejs
+psql:postgresql-client
+redis-cli:redis-tools
 "
+# The last seven are the runtimes of the transparent-egress truth table (TestRuntimeTruthTable):
+# each is installed only where the command is missing (a machine with its own JDK keeps it).
 
 missing=""
 for pair in $need; do

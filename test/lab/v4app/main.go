@@ -2,7 +2,8 @@
 // (CGO_ENABLED=0: Go's own resolver reads /etc/resolv.conf and /etc/hosts, no libc): it resolves
 // a URL's host to IPv4 addresses only, connects over IPv4, fetches the URL, and prints the
 // SHA-256 and length of the body, then the address it connected to. The transparent-egress tests
-// run it in the lab pod, whose only IPv4 is loopback.
+// run it in the lab pod, whose only IPv4 is loopback (-net tcp dials both families instead, as
+// a dual-stack Go program would; -net tcp4 is the default).
 //
 //	v4app http://v4only.example/gen?n=1000000
 //	-> sha256=... bytes=1000000 peer=127.100.0.1:80
@@ -22,15 +23,16 @@ import (
 
 func main() {
 	timeout := flag.Duration("timeout", 10*time.Second, "bound on the whole request")
+	network := flag.String("net", "tcp4", "the network to dial: tcp4 (an IPv4-only app) or tcp (both families)")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: v4app [-timeout D] URL")
+		fmt.Fprintln(os.Stderr, "usage: v4app [-timeout D] [-net tcp4|tcp] URL")
 		os.Exit(2)
 	}
 	var peer string
 	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp4", addr)
+			c, err := (&net.Dialer{}).DialContext(ctx, *network, addr)
 			if err == nil {
 				peer = c.RemoteAddr().String()
 			}
