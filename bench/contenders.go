@@ -27,7 +27,16 @@ const (
 	FamilyHTTP = "http"
 	// FamilyHTTPHosts asks it for hostsName.
 	FamilyHTTPHosts = "http-hosts"
+	// FamilyEgress is transparent egress: no proxy protocol at all, the
+	// client connects to egressAddr on the app's port, which the sidecar's
+	// hosts file gives to benchName (a static egress name); the sidecar
+	// resolves benchName through the bench DNS server and relays.
+	FamilyEgress = "egress"
 )
+
+// egressAddr is the egress address of the egress family (--egress-range's
+// default is 127.100.0.0/16).
+const egressAddr = "127.100.0.1"
 
 // hostsName is the name of the hosts-file tests: every hosts file has it,
 // so the peers resolve it through the system's /etc/hosts as they are. The
@@ -44,8 +53,11 @@ type route struct {
 	// and client-close tests already measure.
 	connOnly bool
 	// dns marks the family whose name only the bench DNS server knows.
-	dns   bool
-	title string
+	dns bool
+	// egress marks the transparent-egress family: no proxy, the sidecar
+	// only (no peer does this without privileges).
+	egress bool
+	title  string
 }
 
 var routes = map[string]route{
@@ -55,10 +67,12 @@ var routes = map[string]route{
 	FamilySOCKSDNS:   {name: benchName, connOnly: true, dns: true, title: fmt.Sprintf("SOCKS5, host name from DNS (%s, TTL %d s)", benchName, int(dnsTTL.Seconds()))},
 	FamilyHTTP:       {http: true, connOnly: true, title: "HTTP CONNECT, IPv4 literal"},
 	FamilyHTTPHosts:  {http: true, name: hostsName, connOnly: true, title: "HTTP CONNECT, host name from the hosts file (" + hostsName + ")"},
+	FamilyEgress: {name: benchName, connOnly: true, egress: true,
+		title: fmt.Sprintf("Transparent egress, no proxy: the client connects to %s, the sidecar relays to %s (from DNS, TTL %d s)", egressAddr, benchName, int(dnsTTL.Seconds()))},
 }
 
 // families lists the proxy families in report order.
-var families = []string{FamilyInbound, FamilySOCKS, FamilySOCKSHosts, FamilySOCKSDNS, FamilyHTTP, FamilyHTTPHosts}
+var families = []string{FamilyInbound, FamilySOCKS, FamilySOCKSHosts, FamilySOCKSDNS, FamilyHTTP, FamilyHTTPHosts, FamilyEgress}
 
 // connOnly reports whether a family runs the connection tests only.
 func connOnly(fam string) bool { return routes[fam].connOnly }
@@ -147,6 +161,10 @@ func contenders(sidecar, self string, nameEngines []string) []*Contender {
 	}
 	for _, fam := range families[1:] {
 		r := routes[fam]
+		if r.egress { // no handshake to run elsewhere, and no peer to compare
+			sidecars(fam, nameEngines)
+			continue
+		}
 		engines := nameEngines
 		if fam == FamilySOCKS {
 			engines = []string{"splice", "goroutine"}
@@ -204,6 +222,10 @@ func targetFor(fam, host string, port int, app string) Target {
 		return t
 	}
 	r := routes[fam]
+	if r.egress { // the app's port at the egress address: a plain connect
+		_, appPort, _ := net.SplitHostPort(app)
+		return Target{Addr: net.JoinHostPort(egressAddr, appPort)}
+	}
 	t.Dest, t.HTTP = app, r.http
 	if r.name != "" {
 		_, appPort, _ := net.SplitHostPort(app)
@@ -222,8 +244,11 @@ const sidecarHosts = "::1 " + hostsName + "\n127.0.0.1 " + hostsName + "\n"
 // every name goes through the resolver and its cache.
 func sidecarFiles(e *runEnv, fam string) (resolv, hosts string, err error) {
 	rc, hf := "nameserver ::1\n", sidecarHosts
-	if routes[fam].dns {
+	switch r := routes[fam]; {
+	case r.dns:
 		rc, hf = "nameserver "+e.dns+"\n", ""
+	case r.egress: // a static egress name; the sidecar dials it by its DNS addresses
+		rc, hf = "nameserver "+e.dns+"\n", egressAddr+" "+benchName+"\n"
 	}
 	if resolv, err = writeConf(e, "resolv-"+fam+".conf", rc); err != nil {
 		return "", "", err
@@ -264,6 +289,10 @@ func startSidecar(engine string) func(context.Context, *runEnv, *Contender) (*In
 			"--nat64-prefix", "none",
 			"--resolv-conf", resolv,
 			"--hosts-file", hosts,
+		}
+		if routes[c.Family].egress {
+			_, appPort, _ := net.SplitHostPort(e.app)
+			argv = append(argv, "--egress-ports", appPort)
 		}
 		if e.pprof {
 			argv = append(argv, "--pprof")

@@ -37,6 +37,7 @@ func TestTargetFor(t *testing.T) {
 		{FamilySOCKSDNS, Target{Addr: "[::1]:1080", Dest: benchName + ":4242"}},
 		{FamilyHTTP, Target{Addr: "[::1]:1080", Dest: app, HTTP: true}},
 		{FamilyHTTPHosts, Target{Addr: "[::1]:1080", Dest: hostsName + ":4242", HTTP: true}},
+		{FamilyEgress, Target{Addr: egressAddr + ":4242"}},
 	}
 	for _, tt := range tests {
 		if got := targetFor(tt.fam, "::1", 1080, app); got != tt.want {
@@ -62,6 +63,7 @@ func TestContenderNames(t *testing.T) {
 		FamilySOCKSDNS:   {"sidecar-splice-socks5-dns", "sidecar-relay-socks5-dns", "danted-dns", "microsocks-dns", "go-socks5-min-dns"},
 		FamilyHTTP:       {"sidecar-splice-http", "sidecar-relay-http", "tinyproxy"},
 		FamilyHTTPHosts:  {"sidecar-splice-http-hosts", "sidecar-relay-http-hosts", "tinyproxy-hosts"},
+		FamilyEgress:     {"sidecar-splice-egress"},
 	}
 	for fam, names := range want {
 		if got := perFam[fam]; !slices.Equal(got, names) {
