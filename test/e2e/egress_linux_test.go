@@ -375,3 +375,44 @@ func TestTransparentStatic(t *testing.T) {
 	}
 	parseWhoami(t, body).check(t, "v6srv", "", "["+env(t, "LAB_POD6")+"]:")
 }
+
+// TestTransparentRedis: redis-cli, with no proxy setting, stores and reads back a value on a
+// Redis server on the IPv4-only host, through the sidecar's egress address for v4only.example
+// and NAT64; the bytes come back exactly.
+func TestTransparentRedis(t *testing.T) {
+	transparentPod(t)
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server is missing (test/lab/deps.sh installs it)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := exec.CommandContext(ctx, "ip", "netns", "exec", env(t, "LAB_NS_V4SRV"), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"redis-server", "--port", "6379", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", "/tmp")
+	srv.Env = cleanEnv()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); srv.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := run(context.Background(), env(t, "LAB_NS_V4SRV"), "ss", "-Htln")
+		if strings.Contains(out, ":6379") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server did not start listening")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	startTransparent(t, "--egress-ports", "80,6379")
+	value := strings.Repeat(fmt.Sprintf("%x", labgen.Sum(4096)), 64) // 8 KiB of text
+	if out, err := podRun(t, "redis-cli", "-h", "v4only.example", "-p", "6379", "SET", "egress", value); err != nil || strings.TrimSpace(out) != "OK" {
+		t.Fatalf("redis-cli SET: %q %v", out, err)
+	}
+	out, err := podRun(t, "redis-cli", "-h", "v4only.example", "-p", "6379", "GET", "egress")
+	if err != nil || strings.TrimSpace(out) != value {
+		t.Fatalf("redis-cli GET: %d bytes, %v; want the %d bytes stored", len(strings.TrimSpace(out)), err, len(value))
+	}
+	if out, err := podRun(t, "redis-cli", "-h", "v4only.example", "-p", "6379", "CLIENT", "LIST"); err != nil || !strings.Contains(out, "addr=192.0.2.") {
+		t.Errorf("the server does not see the client through NAT64: %q %v", out, err)
+	}
+}

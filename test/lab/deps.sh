@@ -29,8 +29,10 @@ java:default-jre-headless
 node:nodejs
 psql:postgresql-client
 redis-cli:redis-tools
+redis-server:redis-server
 "
-# The last seven are the runtimes of the transparent-egress truth table (TestRuntimeTruthTable):
+# gcc to redis-cli are the runtimes of the transparent-egress truth table (TestRuntimeTruthTable),
+# redis-server the IPv4-only host's Redis of TestTransparentRedis;
 # each is installed only where the command is missing (a machine with its own JDK keeps it).
 
 missing=""
@@ -50,6 +52,13 @@ if [ -n "$missing" ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	# Wait for other apt users instead of failing on the dpkg lock.
 	apt-get -o DPkg::Lock::Timeout=600 update
+	# policy-rc.d keeps packages (unbound, redis-server) from starting their system services: the
+	# lab runs its own instances inside network namespaces.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	# shellcheck disable=SC2086
 	apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing
 else
