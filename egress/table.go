@@ -137,13 +137,10 @@ func (t *Table) usable(a netip.Addr) bool {
 	return r.Contains(a.Next())
 }
 
-// canonical is name as the table keys it: lower case, absolute.
+// canonical is name as the table keys a name the DNS server gives out: lower case, absolute.
 func canonical(name string) (string, bool) {
-	n := strings.ToLower(strings.TrimSpace(name))
-	if n == "" || n == "." {
-		return "", false
-	}
-	if _, ok := dns.IsDomainName(n); !ok {
+	n, ok := staticName(name)
+	if !ok {
 		return "", false
 	}
 	return dns.Fqdn(n), true

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -477,14 +475,14 @@ func (f *gnetFrontend) ServeEgress(a netip.Addr, name string) error { return f.e
 
 // egressConn hands an egress connection to the engine with the race for its name, as a proxy
 // request for the name would go (raceOnLoop): the accept goroutine's conn is detached to a raw
-// fd, and the splice loop that will relay the flow races its connects. The app hears nothing
+// fd (splice.DetachFD), and the splice loop that will relay the flow races its connects. The app hears nothing
 // until the upstream answers, and a failed race resets it (Owner.Connected gives no reply).
 func (f *gnetFrontend) egressConn(c net.Conn, o *owner, name string, port uint16) {
 	if f.cfg.Race == nil {
 		egressDial(f.ctx, &f.cfg, f.eng, c, o, name, port)
 		return
 	}
-	fd, err := detachFD(c)
+	fd, err := splice.DetachFD(c)
 	if err != nil {
 		f.cfg.log().Error("egress: detaching the accepted connection failed", "err", fdErr(err))
 		o.close()
@@ -492,30 +490,4 @@ func (f *gnetFrontend) egressConn(c net.Conn, o *owner, name string, port uint16
 	}
 	_ = f.eng.Relay(splice.Flow{ClientFD: fd, UpstreamFD: -1, Racer: f.cfg.Race(name, port),
 		ConnectTimeout: f.cfg.dialTimeout(), Target: o.target, Owner: o})
-}
-
-// detachFD returns a non-blocking, close-on-exec duplicate of c's socket and closes c (which
-// takes it out of Go's netpoller). On failure c is closed too.
-func detachFD(c net.Conn) (int, error) {
-	defer c.Close()
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return -1, fmt.Errorf("loop: %T has no file descriptor", c)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	nfd, derr := -1, error(nil)
-	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, os.NewSyscallError("fcntl", derr)
-	}
-	if err := unix.SetNonblock(nfd, true); err != nil {
-		unix.Close(nfd)
-		return -1, os.NewSyscallError("fcntl", err)
-	}
-	return nfd, nil
 }
