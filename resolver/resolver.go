@@ -110,23 +110,22 @@ func (r *Resolver) ResolvConf() ResolvConf {
 // error wrapping ErrNXDomain or ErrNoData with the negative-caching TTL (zero when the reply
 // had no SOA), or one wrapping ErrServFail, ErrRefused, ErrTimeout (a *NoAnswerError when no
 // server replied) or ErrClosed.
-func (r *Resolver) LookupAAAA(ctx context.Context, name string) (addrs []netip.Addr, ttl time.Duration, err error) {
-	n, err := checkName(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	addrs, ttl, err = r.resolve(ctx, r.files.get().rc, absName(n), dns.TypeAAAA)
-	return slices.Clone(addrs), ttl, err
+func (r *Resolver) LookupAAAA(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
+	return r.lookupOne(ctx, name, dns.TypeAAAA)
 }
 
 // LookupA is LookupAAAA for A records: one question for name taken as absolute, through the
 // configured servers and the cache (the egress DNS server asks both families this way).
-func (r *Resolver) LookupA(ctx context.Context, name string) (addrs []netip.Addr, ttl time.Duration, err error) {
+func (r *Resolver) LookupA(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
+	return r.lookupOne(ctx, name, dns.TypeA)
+}
+
+func (r *Resolver) lookupOne(ctx context.Context, name string, qtype uint16) ([]netip.Addr, time.Duration, error) {
 	n, err := checkName(name)
 	if err != nil {
 		return nil, 0, err
 	}
-	addrs, ttl, err = r.resolve(ctx, r.files.get().rc, absName(n), dns.TypeA)
+	addrs, ttl, err := r.resolve(ctx, r.files.get().rc, absName(n), qtype)
 	return slices.Clone(addrs), ttl, err
 }
 
