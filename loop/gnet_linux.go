@@ -366,13 +366,14 @@ func (f *gnetFrontend) raceOnLoop(o *owner, fd int, early []byte) bool {
 // engine with the success reply and the client's early bytes, or answers the failure and closes.
 func (f *gnetFrontend) dialAndRelay(o *owner, fd int, early []byte) {
 	up, err := dial(f.ctx, &f.cfg, o.req)
+	ok := o.req.successReply() // Connected lets go of the request on success
 	if reply := o.Connected(err); err != nil {
 		writeAndClose(fd, reply)
 		o.close()
 		return
 	}
 	_ = f.eng.Relay(splice.Flow{
-		ClientFD: fd, UpstreamFD: -1, Upstream: up, ToClient: o.req.successReply(), ToUpstream: early,
+		ClientFD: fd, UpstreamFD: -1, Upstream: up, ToClient: ok, ToUpstream: early,
 		Target: o.target, Owner: o,
 	})
 }
