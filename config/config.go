@@ -80,9 +80,9 @@ type Config struct {
 	// EgressMaxNames bounds the names the DNS server gives an address (each costs a listener
 	// per egress port, counted in the derived MaxConns).
 	EgressMaxNames int
-	// EgressStatic is how many hosts-file names hold an egress address (their listeners are
-	// counted in the derived MaxConns too).
-	EgressStatic int
+	// EgressStatic are the hosts file's names with an address in EgressRange (read once, at
+	// parse time; their listeners are counted in the derived MaxConns too).
+	EgressStatic map[netip.Addr]string
 
 	// Admin extras.
 	Pprof bool
@@ -90,11 +90,11 @@ type Config struct {
 
 // EgressOn reports whether transparent egress serves anything: the DNS server, or hosts-file
 // names in the egress range.
-func (c *Config) EgressOn() bool { return c.DNSListen.IsValid() || c.EgressStatic > 0 }
+func (c *Config) EgressOn() bool { return c.DNSListen.IsValid() || len(c.EgressStatic) > 0 }
 
 // EgressListenerFDs is the most egress listeners the configuration can open.
 func (c *Config) EgressListenerFDs() int {
-	names := c.EgressStatic
+	names := len(c.EgressStatic)
 	if c.DNSListen.IsValid() {
 		names += c.EgressMaxNames
 	}

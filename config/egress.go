@@ -63,7 +63,7 @@ func (c *Config) egress(f egressFlags) error {
 		if err != nil {
 			return flagErr("hosts-file", c.HostsFile, err)
 		}
-		c.EgressStatic = len(static)
+		c.EgressStatic = static
 	}
 	return nil
 }

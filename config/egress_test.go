@@ -49,8 +49,8 @@ func TestEgressFlags(t *testing.T) {
 	if !slices.Equal(c.EgressPorts, []uint16{5432, 6379, 6380, 6381, 80}) || c.EgressState != "/state/egress.json" {
 		t.Errorf("ports %v state %q", c.EgressPorts, c.EgressState)
 	}
-	if c.EgressStatic != 1 || c.EgressListenerFDs() != (10+1)*5 {
-		t.Errorf("static names %d, listener fds %d", c.EgressStatic, c.EgressListenerFDs())
+	if len(c.EgressStatic) != 1 || c.EgressListenerFDs() != (10+1)*5 {
+		t.Errorf("static names %v, listener fds %d", c.EgressStatic, c.EgressListenerFDs())
 	}
 	// The environment twins.
 	c, err = Parse([]string{"--hosts-file", "-"}, env(map[string]string{"NAT464_DNS_LISTEN": "127.0.0.1:53", "NAT464_EGRESS_PORTS": "25",

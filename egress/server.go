@@ -343,7 +343,7 @@ func (s *Server) answerA(ctx context.Context, req *dns.Msg, network string) (*dn
 	case errors.Is(r6.err, resolver.ErrNXDomain) || errors.Is(err4, resolver.ErrNXDomain):
 		return s.negative(ctx, req, network, dns.RcodeNameError)
 	case len(a4) > 0: // IPv4 only and no NAT64 prefix: an address would only fail at connect
-		return s.noData(req), AnswerNoData
+		return reply(req), AnswerNoData
 	case isNoData(r6.err) && isNoData(err4):
 		return s.negative(ctx, req, network, dns.RcodeSuccess)
 	default:
@@ -400,8 +400,6 @@ func (s *Server) negative(ctx context.Context, req *dns.Msg, network string, cod
 	}
 	return up, label
 }
-
-func (s *Server) noData(req *dns.Msg) *dns.Msg { return reply(req) }
 
 // answerPTR names the name behind an egress address; an address of the range that no name holds
 // does not exist.

@@ -49,15 +49,8 @@ func newTransparent(cfg *config.Config, lg *slog.Logger, reg prometheus.Register
 		}
 		t.upstreams = ups
 	}
-	var static map[netip.Addr]string
-	if cfg.HostsFile != "" && cfg.HostsFile != "-" {
-		var err error
-		if static, err = egress.StaticNames(cfg.HostsFile, cfg.EgressRange); err != nil {
-			return nil, fmt.Errorf("egress: hosts file %s: %w", cfg.HostsFile, err)
-		}
-	}
 	table, warnings, err := egress.NewTable(egress.TableConfig{Range: cfg.EgressRange, MaxNames: cfg.EgressMaxNames,
-		StatePath: cfg.EgressState, Static: static})
+		StatePath: cfg.EgressState, Static: cfg.EgressStatic})
 	if err != nil {
 		return nil, err
 	}
