@@ -210,6 +210,47 @@ func TestEgressAtMaxConns(t *testing.T) {
 	}
 }
 
+// TestEgressHangUps: hundreds of egress clients at once that hang up with bytes in flight (half
+// reset, half FIN, none reads its echo) leave no slot, fd or flow behind, on every pairing.
+func TestEgressHangUps(t *testing.T) {
+	for _, eng := range pairings(t) {
+		t.Run(eng, func(t *testing.T) {
+			checkFDs(t)
+			echo := testnet.Echo(t, "tcp6", "[::1]:0")
+			ef := startEgress(t, eng, []uint16{echo.Port()})
+			a := netip.MustParseAddr("127.100.31.9")
+			if err := ef.front.ServeEgress(a, "echo.test"); err != nil {
+				t.Fatal(err)
+			}
+			addr := netip.AddrPortFrom(a, echo.Port()).String()
+			payload := make([]byte, 256<<10)
+			var wg sync.WaitGroup
+			for i := range 300 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+					c.Write(payload) // the echo fills up behind an unread socket: bytes stay in flight
+					if i%2 == 0 {
+						c.(*net.TCPConn).SetLinger(0)
+					}
+					c.Close()
+				}()
+			}
+			wg.Wait()
+			waitFor(t, func() bool { return ef.limit.Active() == 0 && ef.engine.Active() == 0 })
+			c := dialOK(t, "tcp4", addr) // and the port still serves
+			echoOnce(t, c)
+			c.Close()
+		})
+	}
+}
+
 // TestEgressAfterShutdown: Shutdown closes the egress listeners; ServeEgress then refuses.
 func TestEgressAfterShutdown(t *testing.T) {
 	for _, eng := range engineNames(t) {
