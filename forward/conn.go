@@ -112,14 +112,14 @@ func (cc *clientConn) serve() Result {
 		cc.c.Close()
 	}()
 	for keep := true; keep; {
-		if !cc.setIdle(true) {
-			break
-		}
 		wait := cc.cfg.keepAlive()
 		if cc.requests == 0 {
 			wait = cc.cfg.headerTimeout()
 		}
-		_ = cc.c.SetReadDeadline(time.Now().Add(wait))
+		_ = cc.c.SetDeadline(time.Now().Add(wait)) // before idle: a drain's past deadline stays
+		if !cc.setIdle(true) {
+			break
+		}
 		hdr, rerr := readHeader(cc.br, cc.cfg.maxHeaderBytes())
 		if !cc.setIdle(false) {
 			break
@@ -128,7 +128,7 @@ func (cc *clientConn) serve() Result {
 			err = cc.headerFailed(rerr)
 			break
 		}
-		_ = cc.c.SetReadDeadline(time.Time{})
+		_ = cc.c.SetDeadline(time.Time{})
 		keep, err = cc.exchange(hdr)
 	}
 	return Result{Up: cc.up.Load(), Down: cc.down.Load(), Requests: cc.requests, Err: err}
@@ -152,7 +152,8 @@ func (cc *clientConn) headerFailed(err error) error {
 // connection may carry another request.
 func (cc *clientConn) exchange(hdr []byte) (bool, error) {
 	cc.requests++
-	if err := checkHeader(hdr); err != nil {
+	conn, err := checkHeader(hdr)
+	if err != nil {
 		return false, cc.refuse(http.StatusBadRequest, err.Error(), nil)
 	}
 	req, err := http.ReadRequest(cc.br)
@@ -169,7 +170,7 @@ func (cc *clientConn) exchange(hdr []byte) (bool, error) {
 	if msg != "" {
 		return false, cc.refuse(http.StatusBadRequest, msg, nil)
 	}
-	return cc.forward(req, host, port)
+	return cc.forward(req, conn, host, port)
 }
 
 // target checks an absolute-form request's URL and returns the origin to dial, or why not.

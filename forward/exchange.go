@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,13 +23,18 @@ const via = "1.1 nat464-sidecar"
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Transfer-Encoding", "Upgrade", "Content-Length"}
 
-func removeHopByHop(h http.Header) {
+// removeHopByHop removes the hop-by-hop fields from h, and those named by conn, the tokens of
+// the message's Connection fields as received.
+func removeHopByHop(h http.Header, conn []string) {
 	for _, v := range h["Connection"] {
 		for _, tok := range strings.Split(v, ",") {
 			if tok = textproto.TrimString(tok); tok != "" {
 				h.Del(tok)
 			}
 		}
+	}
+	for _, tok := range conn {
+		h.Del(tok)
 	}
 	for _, k := range hopHeaders {
 		h.Del(k)
@@ -45,12 +51,12 @@ func addVia(h http.Header) {
 
 // forward sends req to its origin and the response back. It reports whether the client
 // connection may carry another request.
-func (cc *clientConn) forward(req *http.Request, host string, port uint16) (bool, error) {
+func (cc *clientConn) forward(req *http.Request, conn []string, host string, port uint16) (bool, error) {
 	clientKeep := !req.Close && req.ProtoAtLeast(1, 1)
 	authority := req.URL.Host
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	hadCL := len(req.Header["Content-Length"]) > 0
-	removeHopByHop(req.Header)
+	removeHopByHop(req.Header, conn)
 	addVia(req.Header)
 	if _, ok := req.Header["User-Agent"]; !ok {
 		req.Header["User-Agent"] = nil // never add one the client did not send
@@ -69,9 +75,11 @@ func (cc *clientConn) forward(req *http.Request, host string, port uint16) (bool
 			cc.setOrigin(o)
 		}
 		o := cc.origin
-		resp, sent, err := cc.roundTrip(o, req, authority, hasBody, hadCL)
-		if err != nil && reused && attempt == 0 && !hasBody && !sent && retryable(err) {
-			// The kept origin connection had been closed by the origin: try a fresh one once.
+		resp, rconn, err := cc.roundTrip(o, req, authority, hasBody, hadCL)
+		if err != nil && reused && attempt == 0 && !hasBody && idempotent(req.Method) && retryable(err) {
+			// The kept origin connection had been closed by the origin before it answered: a
+			// request without a body of an idempotent method is sent again on a fresh one
+			// (RFC 9112 §9.3.1).
 			cc.setOrigin(nil)
 			continue
 		}
@@ -79,8 +87,16 @@ func (cc *clientConn) forward(req *http.Request, host string, port uint16) (bool
 			cc.setOrigin(nil)
 			return false, cc.originFailed(authority, err)
 		}
-		return cc.respond(req, resp, o, clientKeep)
+		return cc.respond(req, resp, rconn, o, clientKeep)
 	}
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
 }
 
 // retryable says the origin closed a kept connection before answering (RFC 9112 §9.3.1).
@@ -111,12 +127,13 @@ func (cc *clientConn) originFailed(dest string, err error) error {
 
 // roundTrip writes req to o (its body on a goroutine, so that the origin's 100 Continue and
 // early answers get through) and reads the response header, passing 1xx answers on to the
-// client. sent reports whether any of the request went out.
-func (cc *clientConn) roundTrip(o *originConn, req *http.Request, authority string, hasBody, hadCL bool) (resp *http.Response, sent bool, err error) {
+// client. It returns the tokens of the response's Connection fields too.
+func (cc *clientConn) roundTrip(o *originConn, req *http.Request, authority string, hasBody, hadCL bool) (resp *http.Response, conn []string, err error) {
 	chunked := hasBody && req.ContentLength < 0
+	_ = o.c.SetDeadline(time.Time{})
 	writeRequestHead(o.bw, req, authority, hasBody, hadCL, chunked)
 	if err := o.bw.Flush(); err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	body := make(chan error, 1)
 	eof := new(atomic.Bool)
@@ -139,31 +156,32 @@ func (cc *clientConn) roundTrip(o *originConn, req *http.Request, authority stri
 			var ne net.Error
 			switch {
 			case errors.As(rerr, &ne) && ne.Timeout():
-				return nil, true, errResponseTimeout
+				return nil, nil, errResponseTimeout
 			case errors.Is(rerr, io.EOF):
-				return nil, true, errNoResponse
+				return nil, nil, errNoResponse
 			}
-			return nil, true, rerr
+			return nil, nil, rerr
 		}
-		if err := checkHeader(hdr); err != nil {
-			return nil, true, err
+		conn, err := checkHeader(hdr)
+		if err != nil {
+			return nil, nil, err
 		}
 		resp, err := http.ReadResponse(o.br, req)
 		if err != nil {
-			return nil, true, err
+			return nil, nil, err
 		}
 		_ = o.c.SetReadDeadline(time.Time{})
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			resp.Body = &bodyWait{ReadCloser: resp.Body, done: body, eof: eof}
-			return resp, true, nil
+			return resp, conn, nil
 		}
 		if req.ProtoAtLeast(1, 1) { // 1xx only to HTTP/1.1 clients (RFC 9110 §15.2)
-			removeHopByHop(resp.Header)
+			removeHopByHop(resp.Header, conn)
 			fmt.Fprintf(cc.bw, "HTTP/1.1 %s\r\n", resp.Status)
 			_ = resp.Header.Write(cc.bw)
 			_, _ = cc.bw.WriteString("\r\n")
 			if err := cc.bw.Flush(); err != nil {
-				return nil, true, err
+				return nil, nil, err
 			}
 		}
 	}
@@ -188,6 +206,7 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, authority string, hasB
 	switch {
 	case chunked:
 		_, _ = w.WriteString("Transfer-Encoding: chunked\r\n")
+		writeTrailerNames(w, req.Trailer)
 	case hasBody || hadCL:
 		fmt.Fprintf(w, "Content-Length: %d\r\n", max(req.ContentLength, 0))
 	}
@@ -198,6 +217,12 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, authority string, hasB
 func (cc *clientConn) copyRequestBody(o *originConn, req *http.Request, chunked bool, eof *atomic.Bool) error {
 	err := cc.copyBody(o.bw, o.c, req.Body, chunked, cc.c)
 	eof.Store(err == nil)
+	var re readError
+	if errors.As(err, &re) {
+		// The client stopped sending its body (gone, or its idle time ran out): no answer can
+		// reach it, so the origin's wait for one ends too.
+		_ = o.c.SetReadDeadline(time.Unix(1, 0))
+	}
 	if err == nil && chunked {
 		err = writeTrailer(o.bw, req.Trailer)
 	}
@@ -240,9 +265,28 @@ func (cc *clientConn) copyBody(w *bufio.Writer, dst net.Conn, src io.Reader, chu
 			return nil
 		}
 		if rerr != nil {
-			return rerr
+			return readError{rerr}
 		}
 	}
+}
+
+// readError is copyBody's failure to read its source (as opposed to writing its destination).
+type readError struct{ error }
+
+func (e readError) Unwrap() error { return e.error }
+
+// writeTrailerNames announces the trailer fields of a chunked body (net/http moves the Trailer
+// field of a message it parsed into its Trailer map).
+func writeTrailerNames(w *bufio.Writer, t http.Header) {
+	if len(t) == 0 {
+		return
+	}
+	names := make([]string, 0, len(t))
+	for k := range t {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	fmt.Fprintf(w, "Trailer: %s\r\n", strings.Join(names, ", "))
 }
 
 // writeTrailer ends a chunked body: its trailer fields, then the empty line.
@@ -265,12 +309,12 @@ func bodyForbidden(req *http.Request, status int) bool {
 // respond passes the response on to the client and settles both connections. A body of
 // unknown length goes to an HTTP/1.1 client chunked (so the client connection stays open),
 // to an HTTP/1.0 client delimited by the close.
-func (cc *clientConn) respond(req *http.Request, resp *http.Response, o *originConn, clientKeep bool) (bool, error) {
+func (cc *clientConn) respond(req *http.Request, resp *http.Response, conn []string, o *originConn, clientKeep bool) (bool, error) {
 	bw := resp.Body.(*bodyWait)
 	forbidden := bodyForbidden(req, resp.StatusCode)
 	originCL := resp.Header.Values("Content-Length")
 	originKeep := !resp.Close && (forbidden || resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0)
-	removeHopByHop(resp.Header)
+	removeHopByHop(resp.Header, conn)
 	addVia(resp.Header)
 	chunked := false
 	switch {
@@ -292,6 +336,7 @@ func (cc *clientConn) respond(req *http.Request, resp *http.Response, o *originC
 	_ = resp.Header.Write(cc.bw)
 	if chunked {
 		_, _ = cc.bw.WriteString("Transfer-Encoding: chunked\r\n")
+		writeTrailerNames(cc.bw, resp.Trailer)
 	}
 	if !clientKeep {
 		_, _ = cc.bw.WriteString("Connection: close\r\n")

@@ -71,10 +71,13 @@ func headerEnd(b []byte) int {
 // Transfer-Encoding other than a single "chunked", conflicting Content-Length values, and
 // Transfer-Encoding on HTTP/1.0 (which net/http ignores, framing the body differently from an
 // HTTP/1.1 origin).
-func checkHeader(block []byte) error {
+//
+// It returns the tokens of the Connection fields (RFC 9110 §7.6.1), which net/http may drop
+// from the parsed header before the caller could remove the fields they name.
+func checkHeader(block []byte) (conn []string, err error) {
 	lines := bytes.Split(bytes.TrimRight(block, "\r\n"), []byte{'\n'})
 	if len(lines[0]) == 0 {
-		return fmt.Errorf("%w: empty", ErrHeaderSyntax)
+		return nil, fmt.Errorf("%w: empty", ErrHeaderSyntax)
 	}
 	start := bytes.TrimRight(lines[0], "\r")
 	http10 := bytes.HasSuffix(start, []byte(" HTTP/1.0")) || bytes.HasPrefix(start, []byte("HTTP/1.0 "))
@@ -83,38 +86,44 @@ func checkHeader(block []byte) error {
 	for _, raw := range lines[1:] {
 		line := bytes.TrimSuffix(raw, []byte{'\r'})
 		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			return ErrObsFold
+			return nil, ErrObsFold
 		}
 		name, value, ok := bytes.Cut(line, []byte{':'})
 		if !ok || !isToken(name) {
-			return fmt.Errorf("%w: bad field line %.40q", ErrHeaderSyntax, line)
+			return nil, fmt.Errorf("%w: bad field line %.40q", ErrHeaderSyntax, line)
 		}
 		for _, c := range value {
 			if (c < ' ' && c != '\t') || c == 0x7f {
-				return fmt.Errorf("%w: control character in field %s", ErrHeaderSyntax, name)
+				return nil, fmt.Errorf("%w: control character in field %s", ErrHeaderSyntax, name)
 			}
 		}
 		value = bytes.Trim(value, " \t")
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			if !isDigits(value) || (cl != nil && !bytes.Equal(cl, value)) {
-				return fmt.Errorf("%w: %.20q", ErrContentLength, value)
+				return nil, fmt.Errorf("%w: %.20q", ErrContentLength, value)
 			}
 			cl = value
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			te++
 			if te > 1 || !bytes.EqualFold(value, []byte("chunked")) {
-				return fmt.Errorf("%w: %.30q", ErrTransferCoding, value)
+				return nil, fmt.Errorf("%w: %.30q", ErrTransferCoding, value)
+			}
+		case bytes.EqualFold(name, []byte("Connection")):
+			for _, tok := range bytes.Split(value, []byte{','}) {
+				if tok = bytes.Trim(tok, " \t"); len(tok) > 0 {
+					conn = append(conn, string(tok))
+				}
 			}
 		}
 	}
 	if te > 0 && cl != nil {
-		return ErrCLAndTE
+		return nil, ErrCLAndTE
 	}
 	if te > 0 && http10 {
-		return fmt.Errorf("%w: Transfer-Encoding in HTTP/1.0", ErrTransferCoding)
+		return nil, fmt.Errorf("%w: Transfer-Encoding in HTTP/1.0", ErrTransferCoding)
 	}
-	return nil
+	return conn, nil
 }
 
 func isDigits(b []byte) bool {
