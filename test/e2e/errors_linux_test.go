@@ -66,7 +66,8 @@ func TestProxyErrors(t *testing.T) {
 			args []string
 			want string // in curl's output or error
 		}{
-			{"GET to the proxy port is 405", []string{"-o", "/dev/null", "-w", "%{http_code}", "http://" + proxyAddr + "/"}, "405"},
+			{"GET in origin form to the proxy port is 400", []string{"-w", "%{http_code}", "http://" + proxyAddr + "/"}, "not a proxy request"},
+			{"plain GET of NXDOMAIN is 502 with the reason", []string{"-w", "%{http_code}", "--proxy", "http://" + proxyAddr, "http://nosuch.example/"}, "NXDOMAIN"},
 			{"CONNECT to NXDOMAIN is 5xx", []string{"--proxytunnel", "--proxy", "http://" + proxyAddr, "http://nosuch.example/"}, "CONNECT tunnel failed, response 5"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
