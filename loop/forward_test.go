@@ -100,3 +100,132 @@ func TestProxyForwardsPlainHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardAtMaxConns: plain-HTTP client connections hold their flow slot while kept alive;
+// at the bound the next connection is closed unanswered and counted, and a slot freed is
+// usable again; 250 slow clients (headers in three pieces) under a bound of 300 are all served
+// and leave no slot or fd behind. Every pairing.
+func TestForwardAtMaxConns(t *testing.T) {
+	for _, eng := range pairings(t) {
+		t.Run(eng, func(t *testing.T) {
+			checkFDs(t)
+			st := newOutboundStack(t, resolver.Config{})
+			origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "ok")
+			}))
+			ln, err := net.Listen("tcp6", "[::1]:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			origin.Listener = ln
+			origin.Start()
+			defer origin.Close()
+			const bound = 20
+			fx := start(t, eng, nil, func(c *Config) { c.Dialer, c.Limit = st.dialer, NewLimiter(bound) })
+			get := fmt.Sprintf("GET http://%s/ HTTP/1.1\r\n\r\n", ln.Addr())
+			ask := func(c net.Conn) error {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.WriteString(c, get); err != nil {
+					return err
+				}
+				buf := make([]byte, 512)
+				n, err := c.Read(buf)
+				if err != nil {
+					return err
+				}
+				if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200 ") || !strings.HasSuffix(string(buf[:n]), "ok") {
+					return fmt.Errorf("answer %q", buf[:n])
+				}
+				return nil
+			}
+			var kept []net.Conn
+			for range bound {
+				c := dialOK(t, "tcp", fx.proxy)
+				if err := ask(c); err != nil {
+					t.Fatal(err)
+				}
+				kept = append(kept, c)
+			}
+			over := dialOK(t, "tcp", fx.proxy)
+			if err := ask(over); err == nil {
+				t.Fatal("a connection past the bound was served")
+			}
+			over.Close()
+			if got := gathered(t, fx.reg, "nat464_loop_rejects_total", RejectMaxConns); got < 1 {
+				t.Errorf("max_conns rejects = %v", got)
+			}
+			for _, c := range kept[:5] {
+				c.Close()
+			}
+			waitSlots(t, fx.limit, bound-5)
+			again := dialOK(t, "tcp", fx.proxy)
+			if err := ask(again); err != nil {
+				t.Errorf("after 5 slots were freed: %v", err)
+			}
+			again.Close()
+			for _, c := range kept[5:] {
+				c.Close()
+			}
+			waitSlots(t, fx.limit, 0)
+		})
+	}
+}
+
+func waitSlots(t *testing.T, l *Limiter, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Active() != want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := l.Active(); n != want {
+		t.Fatalf("%d flow slots held, want %d", n, want)
+	}
+}
+
+func TestForwardSlowClients(t *testing.T) {
+	for _, eng := range pairings(t) {
+		t.Run(eng, func(t *testing.T) {
+			checkFDs(t)
+			st := newOutboundStack(t, resolver.Config{})
+			origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "ok")
+			}))
+			ln, err := net.Listen("tcp6", "[::1]:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			origin.Listener = ln
+			origin.Start()
+			defer origin.Close()
+			fx := start(t, eng, nil, func(c *Config) { c.Dialer, c.Limit = st.dialer, NewLimiter(300) })
+			get := fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nConnection: close\r\n\r\n", ln.Addr())
+			errs := make(chan error, 250)
+			for range 250 {
+				go func() {
+					c, err := net.Dial("tcp", fx.proxy)
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					for _, part := range []string{get[:3], get[3:20], get[20:]} {
+						io.WriteString(c, part)
+						time.Sleep(20 * time.Millisecond)
+					}
+					b, err := io.ReadAll(c)
+					if err == nil && !strings.HasSuffix(string(b), "ok") {
+						err = fmt.Errorf("answer %q", b)
+					}
+					errs <- err
+				}()
+			}
+			for range 250 {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+			waitSlots(t, fx.limit, 0)
+		})
+	}
+}

@@ -76,6 +76,21 @@ func TestProxyCurl(t *testing.T) {
 			if n := f.s.metric("nat464_loop_handshakes_total", `protocol="socks5"`); n < 2 {
 				t.Errorf("handshakes_total{socks5} = %v, want >= 2", n)
 			}
+			// Plain HTTP: curl -x http:// without -p sends GET http://... and exits 0 on an
+			// answer, so --fail makes a 405 or 502 a failure; two URLs on one curl reuse the
+			// proxy connection.
+			t.Run("http-forward", func(t *testing.T) {
+				got := curl(t, "--noproxy", "", "--fail", "-x", "http://"+f.proxyAddr, f.url("app.test"), f.url("127.0.0.1"))
+				if got != f.page+f.page {
+					t.Errorf("got %q", got)
+				}
+				if n := f.s.metric("nat464_forward_requests_total", `outcome="forwarded"`); n != 2 {
+					t.Errorf("forward_requests_total{forwarded} = %v, want 2", n)
+				}
+				if n := f.s.metric("nat464_loop_flows_total", `kind="forward"`); n != 1 {
+					t.Errorf("flows_total{forward} = %v, want 1 (one kept-alive client connection)", n)
+				}
+			})
 		})
 	}
 }
@@ -94,13 +109,23 @@ func testProxyAuth(t *testing.T, handshakes string) {
 	for _, scheme := range []string{"socks5h", "http"} {
 		t.Run(scheme, func(t *testing.T) {
 			good := fmt.Sprintf("%s://alice:s3cret@%s", scheme, f.proxyAddr)
-			if got := curl(t, "-p", "-x", good, f.url("app.test")); got != f.page {
-				t.Errorf("good credentials: %q", got)
+			modes := [][]string{{"-p"}}
+			if scheme == "http" {
+				modes = append(modes, []string{"--fail"}) // plain HTTP, forwarded
 			}
-			for _, bad := range []string{fmt.Sprintf("%s://alice:wrong@%s", scheme, f.proxyAddr), scheme + "://" + f.proxyAddr} {
-				out, err := exec.Command("curl", "-sS", "--max-time", "5", "-p", "-x", bad, f.url("app.test")).CombinedOutput()
-				if err == nil {
-					t.Errorf("%s: accepted: %s", bad, out)
+			for _, mode := range modes {
+				if got := curl(t, append(mode, "-x", good, f.url("app.test"))...); got != f.page {
+					t.Errorf("%v good credentials: %q", mode, got)
+				}
+				for _, bad := range []string{fmt.Sprintf("%s://alice:wrong@%s", scheme, f.proxyAddr), scheme + "://" + f.proxyAddr} {
+					args := append([]string{"-sS", "--fail", "--max-time", "5"}, mode...)
+					out, err := exec.Command("curl", append(args, "-x", bad, f.url("app.test"))...).CombinedOutput()
+					if err == nil {
+						t.Errorf("%v %s: accepted: %s", mode, bad, out)
+					}
+					if mode[0] == "--fail" && !strings.Contains(string(out), "407") {
+						t.Errorf("%v %s: %s, want a 407", mode, bad, out)
+					}
 				}
 			}
 		})
