@@ -4,6 +4,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +32,7 @@ func checkSet(objs []object, twins map[string]bool) (issues, int) {
 		checkProbes(sc, &is)
 		checkGrace(p.spec, sc, &is)
 		checkInbound(p.spec, sc, &is)
+		checkAppProbes(p.spec, sc, &is)
 		if cfg.DNSListen.IsValid() {
 			checkTransparent(p.spec, sc, &is)
 		} else {
@@ -150,8 +152,16 @@ func TestManifests(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			is, pods := checkSet(sets[name], twins)
 			totalPods += pods
+			var pending []string
 			for _, i := range is {
+				if i.rule == rulePending {
+					pending = append(pending, i.msg)
+					continue
+				}
 				t.Error(i)
+			}
+			if len(pending) > 0 && !t.Failed() {
+				t.Skipf("every other check passed; these wait for issue 14's sidecar code in ../:\n%s", strings.Join(pending, "\n"))
 			}
 		})
 	}
