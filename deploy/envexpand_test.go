@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -107,4 +108,103 @@ func TestExpand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestJavaToolOptions reads every app container's JAVA_TOOL_OPTIONS as the JVM gets it, after
+// kubelet's expansion, and wants each proxy property on HTTP_PROXY's host and port; then it
+// breaks the base's variables one way at a time.
+func TestJavaToolOptions(t *testing.T) {
+	var envs [][]corev1.EnvVar
+	for _, src := range []string{"base", "examples", "overlays/example", existingApp} {
+		load := loadDir
+		if hasKustomization(src) {
+			load = func(dir string) ([]object, error) { return render(".", dir) }
+		}
+		objs, err := load(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods, _ := podsAndServices(objs)
+		for _, p := range pods {
+			for _, c := range p.spec.Containers {
+				envs = append(envs, c.Env)
+			}
+		}
+	}
+	if len(envs) < 4 {
+		t.Fatalf("%d app containers, want at least 4", len(envs))
+	}
+	for i, env := range envs {
+		vars, unresolved := expandEnv(env)
+		if len(unresolved) > 0 {
+			t.Errorf("container %d: unresolved %v", i, unresolved)
+		}
+		props := javaProps(vars["JAVA_TOOL_OPTIONS"])
+		for _, k := range []string{"http.proxyHost", "http.proxyPort", "https.proxyHost", "https.proxyPort", "socksProxyHost", "socksProxyPort", "http.nonProxyHosts"} {
+			if props[k] == "" {
+				t.Errorf("container %d: JAVA_TOOL_OPTIONS=%q lacks -D%s", i, vars["JAVA_TOOL_OPTIONS"], k)
+			}
+		}
+		for _, p := range javaProblems(vars) {
+			t.Errorf("container %d: %s", i, p)
+		}
+	}
+	base := envs[0] // base/deployment.yaml's app
+	set := func(name, value string) []corev1.EnvVar {
+		out := slices.Clone(base)
+		for i := range out {
+			if out[i].Name == name {
+				out[i].Value = value
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		env  []corev1.EnvVar
+	}{
+		{"HTTP_PROXY on another port", set("HTTP_PROXY", "http://localhost:3128")},
+		{"HTTP_PROXY on another host", set("HTTP_PROXY", "http://[::1]:1080")},
+		{"NO_PROXY with another entry", set("NO_PROXY", "localhost,127.0.0.1,::1,.example.com")},
+		{"JVM options without http.*", set(javaOptsVar, "-Dhttps.proxyHost=localhost -Dhttps.proxyPort=1080 -DsocksProxyHost=localhost -DsocksProxyPort=1080 -Dhttp.nonProxyHosts=localhost|127.0.0.1|[::1]")},
+		{"nonProxyHosts with ::1 unbracketed", set(javaOptsVar, strings.Replace(envValue(base, javaOptsVar), "[::1]", "::1", 1))},
+		{"reference escaped", set("JAVA_TOOL_OPTIONS", "$$(NAT464_JAVA_PROXY_OPTS)")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vars, _ := expandEnv(tc.env)
+			if len(javaProblems(vars)) == 0 {
+				t.Errorf("JAVA_TOOL_OPTIONS=%q accepted", vars["JAVA_TOOL_OPTIONS"])
+			}
+		})
+	}
+}
+
+func envValue(env []corev1.EnvVar, name string) string {
+	for _, e := range env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+// loadDir decodes every YAML file directly in dir.
+func loadDir(dir string) ([]object, error) {
+	files, err := yamlFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []object
+	for _, f := range files {
+		data, err := readFile(dir, f)
+		if err != nil {
+			return nil, err
+		}
+		objs, err := decodeStrict(f, data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
 }
