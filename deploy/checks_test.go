@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -34,6 +35,30 @@ func TestChecksCatch(t *testing.T) {
 			}
 		}
 		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+	}
+	// setArg replaces --name=... in the sidecar's args, or appends it.
+	setArg := func(d *appsv1.Deployment, name, value string) {
+		c := sidecarOf(d)
+		for i, a := range c.Args {
+			if strings.HasPrefix(a, "--"+name+"=") {
+				c.Args[i] = "--" + name + "=" + value
+				return
+			}
+		}
+		c.Args = append(c.Args, "--"+name+"="+value)
+	}
+	// moveBefore moves env entry name in c to just before entry other.
+	moveBefore := func(c *corev1.Container, name, other string) {
+		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name })
+		e := c.Env[i]
+		c.Env = slices.Delete(c.Env, i, i+1)
+		j := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == other })
+		c.Env = slices.Insert(c.Env, j, e)
+	}
+	// listenBoth is the rule a proxy on one loopback breaks, now or once ../ can listen on both.
+	listenBoth := "proxy-env"
+	if !proxyListsAddrs() {
+		listenBoth = rulePending
 	}
 	tests := []struct {
 		name   string
@@ -95,7 +120,7 @@ func TestChecksCatch(t *testing.T) {
 			sidecarOf(d).StartupProbe = nil
 		}},
 		{"admin on loopback", "probe", func(d *appsv1.Deployment, _ *corev1.Service) {
-			sidecarOf(d).Args[1] = "--admin-listen=[::1]:9464"
+			setArg(d, "admin-listen", "[::1]:9464")
 		}},
 		{"grace shorter than drain", "grace", func(d *appsv1.Deployment, _ *corev1.Service) {
 			g := int64(15)
@@ -103,19 +128,19 @@ func TestChecksCatch(t *testing.T) {
 		}},
 		{"default grace with a long drain", "grace", func(d *appsv1.Deployment, _ *corev1.Service) {
 			d.Spec.Template.Spec.TerminationGracePeriodSeconds = nil
-			sidecarOf(d).Args[3] = "--drain-timeout=28s"
+			setArg(d, "drain-timeout", "28s")
 		}},
 		{"privileged port without sysctl", "inbound", func(d *appsv1.Deployment, _ *corev1.Service) {
-			sidecarOf(d).Args[0] = "--inbound=80=127.0.0.1:8000"
+			setArg(d, "inbound", "80=127.0.0.1:8000")
 		}},
 		{"proxy env on another port", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
-			setEnv(appOf(d), "HTTPS_PROXY", "http://127.0.0.1:3128")
+			setEnv(appOf(d), "HTTPS_PROXY", "http://localhost:3128")
 		}},
 		{"proxy moved but env not", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
-			sidecarOf(d).Args[2] = "--proxy-listen=127.0.0.1:1081"
+			setArg(d, "proxy-listen", "127.0.0.1:1081")
 		}},
 		{"lowercase twin differs", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
-			setEnv(appOf(d), "http_proxy", "http://127.0.0.1:9")
+			setEnv(appOf(d), "http_proxy", "http://localhost:9")
 		}},
 		{"svc bypasses the proxy", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
 			setEnv(appOf(d), "NO_PROXY", "localhost,127.0.0.1,::1,.svc")
@@ -123,15 +148,55 @@ func TestChecksCatch(t *testing.T) {
 		{"java options missing", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
 			setEnv(appOf(d), "JAVA_TOOL_OPTIONS", "")
 		}},
+		{"java options replaced by the app's own", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), "JAVA_TOOL_OPTIONS", "-Xmx512m")
+		}},
+		{"java options referenced before they are defined", "env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			moveBefore(appOf(d), "JAVA_TOOL_OPTIONS", javaOptsVar)
+		}},
 		{"java https proxy elsewhere", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
-			setEnv(appOf(d), "JAVA_TOOL_OPTIONS", "-DsocksProxyHost=127.0.0.1 -DsocksProxyPort=1080 -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=3128")
+			setEnv(appOf(d), javaOptsVar, "-Dhttp.proxyHost=localhost -Dhttp.proxyPort=1080 -Dhttps.proxyHost=localhost -Dhttps.proxyPort=3128 "+
+				"-Dhttp.nonProxyHosts=localhost|127.0.0.1|[::1] -DsocksProxyHost=localhost -DsocksProxyPort=1080")
 		}},
-		{"java plain http proxy", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
-			setEnv(appOf(d), "JAVA_TOOL_OPTIONS", "-DsocksProxyHost=127.0.0.1 -DsocksProxyPort=1080 -Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=1080")
+		{"java without the plain http proxy", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), javaOptsVar, "-Dhttps.proxyHost=localhost -Dhttps.proxyPort=1080 "+
+				"-Dhttp.nonProxyHosts=localhost|127.0.0.1|[::1] -DsocksProxyHost=localhost -DsocksProxyPort=1080")
 		}},
-		{"plain http over http proxy", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
-			setEnv(appOf(d), "HTTP_PROXY", "http://127.0.0.1:1080")
-			setEnv(appOf(d), "http_proxy", "http://127.0.0.1:1080")
+		{"java nonProxyHosts in NO_PROXY's syntax", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), javaOptsVar, "-Dhttp.proxyHost=localhost -Dhttp.proxyPort=1080 -Dhttps.proxyHost=localhost -Dhttps.proxyPort=1080 "+
+				"-Dhttp.nonProxyHosts=localhost,127.0.0.1,::1 -DsocksProxyHost=localhost -DsocksProxyPort=1080")
+		}},
+		{"plain http over socks", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), "HTTP_PROXY", "socks5h://localhost:1080")
+			setEnv(appOf(d), "http_proxy", "socks5h://localhost:1080")
+		}},
+		{"https over socks", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), "HTTPS_PROXY", "socks5h://localhost:1080")
+			setEnv(appOf(d), "https_proxy", "socks5h://localhost:1080")
+		}},
+		{"proxy URL with the IPv4 loopback", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), "ALL_PROXY", "socks5h://127.0.0.1:1080")
+			setEnv(appOf(d), "all_proxy", "socks5h://127.0.0.1:1080")
+		}},
+		{"proxy URL with another name", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), "HTTPS_PROXY", "http://proxy.example:1080")
+			setEnv(appOf(d), "https_proxy", "http://proxy.example:1080")
+		}},
+		{"proxy on the IPv4 loopback only", listenBoth, func(d *appsv1.Deployment, _ *corev1.Service) {
+			setArg(d, "proxy-listen", "127.0.0.1:1080")
+		}},
+		{"app probe on the app's own port", "app-probe", func(d *appsv1.Deployment, _ *corev1.Service) {
+			appOf(d).ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8000)}}}
+		}},
+		{"app probe through the sidecar", "", func(d *appsv1.Deployment, _ *corev1.Service) {
+			appOf(d).ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080)}}}
+			appOf(d).LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}}
+		}},
+		{"app tcp probe on the app's own port", "app-probe", func(d *appsv1.Deployment, _ *corev1.Service) {
+			appOf(d).LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8000)}}}
+		}},
+		{"app exec probe", "", func(d *appsv1.Deployment, _ *corev1.Service) {
+			appOf(d).LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/health"}}}}
 		}},
 		{"service to the app port", "service", func(_ *appsv1.Deployment, s *corev1.Service) {
 			s.Spec.Ports[0].TargetPort = intstr.FromInt32(8000)
@@ -151,10 +216,14 @@ func TestChecksCatch(t *testing.T) {
 			tt.mutate(d, s)
 			is, _ := checkSet([]object{{"deployment", d}, {"service", s}}, twins)
 			switch {
-			case tt.want == "" && len(is) > 0:
+			case tt.want == "" && slices.ContainsFunc(is, func(i issue) bool { return i.rule != rulePending }):
 				t.Errorf("want no issue, got %v", is)
 			case tt.want != "" && !slices.Contains(is.rules(), tt.want):
 				t.Errorf("want rule %q to fire, got %v", tt.want, is)
+			}
+			// Pending issues are there exactly while ../ lacks what the manifests rely on.
+			if wantPending := !proxyForwardsHTTP() || !proxyListsAddrs(); tt.want == "" && slices.Contains(is.rules(), rulePending) != wantPending {
+				t.Errorf("pending issues %v, want some: %v", is, wantPending)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +32,7 @@ func checkSet(objs []object, twins map[string]bool) (issues, int) {
 		checkProbes(sc, &is)
 		checkGrace(p.spec, sc, &is)
 		checkInbound(p.spec, sc, &is)
+		checkAppProbes(p.spec, sc, &is)
 		if cfg.DNSListen.IsValid() {
 			checkTransparent(p.spec, sc, &is)
 		} else {
@@ -95,6 +97,9 @@ func TestManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	patches := map[string]bool{}
+	// inputs are directories whose kustomization lists components: their own resources lack
+	// what the components add (an existing app before the sidecar), so only the render is checked.
+	inputs := map[string]bool{}
 	var kdirs []string
 	for _, f := range files {
 		if !isKustomization(f) {
@@ -102,6 +107,9 @@ func TestManifests(t *testing.T) {
 		}
 		if !isComponent(root, f) {
 			kdirs = append(kdirs, filepath.Dir(f))
+		}
+		if k, err := kustomization(root, f); err == nil && len(k.Components) > 0 {
+			inputs[filepath.Dir(f)] = true
 		}
 		ps, err := checkKustomization(root, f)
 		if err != nil {
@@ -131,7 +139,9 @@ func TestManifests(t *testing.T) {
 			t.Error(err)
 			continue
 		}
-		sets[filepath.Dir(f)] = append(sets[filepath.Dir(f)], objs...)
+		if !inputs[filepath.Dir(f)] {
+			sets[filepath.Dir(f)] = append(sets[filepath.Dir(f)], objs...)
+		}
 	}
 	for _, d := range kdirs {
 		objs, err := render(root, d)
@@ -150,8 +160,16 @@ func TestManifests(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			is, pods := checkSet(sets[name], twins)
 			totalPods += pods
+			var pending []string
 			for _, i := range is {
+				if i.rule == rulePending {
+					pending = append(pending, i.msg)
+					continue
+				}
 				t.Error(i)
+			}
+			if len(pending) > 0 && !t.Failed() {
+				t.Skipf("every other check passed; these wait for issue 14's sidecar code in ../:\n%s", strings.Join(pending, "\n"))
 			}
 		})
 	}

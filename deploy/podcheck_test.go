@@ -238,3 +238,37 @@ func checkInbound(spec *corev1.PodSpec, sc sidecar, is *issues) {
 func (sc sidecar) inboundPort(port int) bool {
 	return slices.ContainsFunc(sc.cfg.Inbound, func(m config.Mapping) bool { return int(m.Listen.Port()) == port })
 }
+
+// checkAppProbes wants every network probe of an app container on an inbound listen port of the
+// sidecar: kubelet probes the pod IP, which is IPv6, and the app listens on IPv4 only. With the
+// same port on both sides (--inbound=8080=127.0.0.1:8080) the app's own probes stay as they are:
+// the sidecar's [::]:8080 is IPV6_V6ONLY and shares the number with the app's 0.0.0.0:8080.
+func checkAppProbes(spec *corev1.PodSpec, sc sidecar, is *issues) {
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		for _, kp := range []struct {
+			kind  string
+			probe *corev1.Probe
+		}{{"startupProbe", c.StartupProbe}, {"readinessProbe", c.ReadinessProbe}, {"livenessProbe", c.LivenessProbe}} {
+			kind, p := kp.kind, kp.probe
+			if p == nil {
+				continue
+			}
+			var port intstr.IntOrString
+			switch h := p.ProbeHandler; {
+			case h.HTTPGet != nil && h.HTTPGet.Host == "":
+				port = h.HTTPGet.Port
+			case h.TCPSocket != nil && h.TCPSocket.Host == "":
+				port = h.TCPSocket.Port
+			case h.GRPC != nil:
+				port = intstr.FromInt32(h.GRPC.Port)
+			default:
+				continue // exec, or a probe of another host
+			}
+			if n, ok := portOf(port, c); !ok || !sc.inboundPort(n) {
+				is.add("app-probe", "container %q: %s on port %s: kubelet probes the pod's IPv6 address, where only the sidecar's "+
+					"--inbound listen ports answer for an IPv4-only app", c.Name, kind, port.String())
+			}
+		}
+	}
+}
