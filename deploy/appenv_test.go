@@ -3,7 +3,6 @@ package deploy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/netip"
 	"net/url"
@@ -11,16 +10,8 @@ import (
 	"strings"
 
 	"github.com/nat464/nat464-sidecar/config"
-	"github.com/nat464/nat464-sidecar/socks"
 	corev1 "k8s.io/api/core/v1"
 )
-
-// rulePending marks an issue that the manifests are right about and the sidecar built from ../
-// is not yet: the manifests follow issue 14 (the proxy port forwards plain-HTTP requests and
-// listens on both loopbacks), whose sidecar code lands on its own. TestManifests skips a set
-// whose only issues are pending, naming them; once ../ has the feature, the rule never fires
-// and the same manifests are held to it in full.
-const rulePending = "pending"
 
 // javaOptsVar holds the proxy's JVM options; JAVA_TOOL_OPTIONS refers to it with $(...), so an
 // app can put its own options beside them instead of losing either.
@@ -39,31 +30,12 @@ var proxyVars = []struct {
 	{"HTTP_PROXY", []string{"http"}},
 }
 
-// proxyForwardsHTTP reports whether the sidecar's parser takes an absolute-form request
-// ("GET http://host/ HTTP/1.1"), which is what clients send to an http:// HTTP_PROXY.
-func proxyForwardsHTTP() bool {
-	_, _, err := socks.ParseHTTPConnect([]byte("GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n"))
-	return !errors.Is(err, socks.ErrMethodNotAllowed)
-}
-
-// proxyListsAddrs reports whether --proxy-listen takes more than one address, as it must to
-// serve both loopbacks.
-func proxyListsAddrs() bool {
-	_, err := config.Parse([]string{"--proxy-listen=127.0.0.1:1080,[::1]:1080"}, nil, io.Discard)
-	return err == nil
-}
-
-// proxyAddrs are the addresses of --proxy-listen (a comma-separated list).
+// proxyAddrs are the addresses of --proxy-listen.
 func proxyAddrs(cfg *config.Config) ([]netip.AddrPort, error) {
-	var out []netip.AddrPort
-	for _, s := range strings.Split(cfg.ProxyListen, ",") {
-		ap, err := netip.ParseAddrPort(strings.TrimSpace(s))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ap)
+	if len(cfg.ProxyListen) == 0 {
+		return nil, errors.New("the proxy is off")
 	}
-	return out, nil
+	return cfg.ProxyListen, nil
 }
 
 // noBypass are NO_PROXY entries an IPv4-only app must not have: in an IPv6-only cluster a
@@ -74,7 +46,7 @@ var noBypass = []string{"*", "svc", "cluster.local", "svc.cluster.local"}
 // proxy variables, NO_PROXY (loopback only) and JAVA_TOOL_OPTIONS, all read as kubelet hands them
 // to the container: after $(VAR) expansion.
 func checkAppEnv(spec *corev1.PodSpec, sc sidecar, is *issues) {
-	if sc.cfg.ProxyListen == "" {
+	if len(sc.cfg.ProxyListen) == 0 {
 		is.add("proxy-env", "--proxy-listen is off but the app containers need the proxy")
 		return
 	}
@@ -114,9 +86,6 @@ func checkProxyURL(container, name, value string, schemes []string, addrs []neti
 	if !slices.Contains(schemes, u.Scheme) {
 		is.add("proxy-env", "container %q: %s=%q: scheme must be one of %v", container, name, value, schemes)
 	}
-	if u.Scheme == "http" && name == "HTTP_PROXY" && !proxyForwardsHTTP() {
-		is.add(rulePending, "container %q: %s=%q: the sidecar built from ../ answers absolute-form requests with 405", container, name, value)
-	}
 	checkProxyHost(container, name+"="+value, u.Hostname(), u.Port(), addrs, is)
 }
 
@@ -137,8 +106,6 @@ func checkProxyHost(container, what, host, port string, addrs []netip.AddrPort, 
 		}
 		switch {
 		case len(missing) == 0:
-		case len(missing) == 1 && !proxyListsAddrs():
-			is.add(rulePending, "container %q: %s: the sidecar built from ../ cannot listen on both loopbacks", container, what)
 		default:
 			is.add("proxy-env", "container %q: %s: localhost is 127.0.0.1 or ::1 depending on AI_ADDRCONFIG, "+
 				"but --proxy-listen=%s lacks %s at port %s", container, what, joinAddrs(addrs), strings.Join(missing, ", "), port)
@@ -212,9 +179,6 @@ func checkJava(c *corev1.Container, env map[string]string, is *issues) {
 	}
 	for _, p := range javaProblems(env) {
 		is.add("proxy-env", "container %q: %s", c.Name, p)
-	}
-	if _, ok := javaProps(env["JAVA_TOOL_OPTIONS"])["http.proxyHost"]; ok && !proxyForwardsHTTP() {
-		is.add(rulePending, "container %q: http.proxyHost: the sidecar built from ../ answers absolute-form requests with 405", c.Name)
 	}
 }
 
