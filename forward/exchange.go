@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -236,7 +237,9 @@ func (cc *clientConn) copyRequestBody(o *originConn, req *http.Request, chunked 
 // encoding it when chunked; dst is the connection w writes to and srcConn the one src reads
 // from, whose deadlines carry the idle timeout.
 func (cc *clientConn) copyBody(w *bufio.Writer, dst net.Conn, src io.Reader, chunked bool, srcConn net.Conn) error {
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	idle := cc.cfg.IdleTimeout
 	for {
 		if idle > 0 {
@@ -269,6 +272,10 @@ func (cc *clientConn) copyBody(w *bufio.Writer, dst net.Conn, src io.Reader, chu
 		}
 	}
 }
+
+// copyBufs are copyBody's buffers, shared by every connection: a kept-alive connection
+// between requests holds none.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // readError is copyBody's failure to read its source (as opposed to writing its destination).
 type readError struct{ error }
