@@ -28,6 +28,7 @@ type clientConn struct {
 	requests int
 	origin   *originConn
 	early    *bytes.Reader // the front end's bytes, ahead of c; br normally takes them whole
+	raw      io.Reader     // early, then c: what br reads
 
 	mu       sync.Mutex
 	idle     bool // waiting for a request: drain closes it at once
@@ -52,7 +53,8 @@ func newClientConn(s *Server, c net.Conn, early []byte) *clientConn {
 		cc.early = bytes.NewReader(early)
 		r = io.MultiReader(cc.early, c)
 	}
-	cc.br = newBufReader(r, cc.cfg.maxHeaderBytes())
+	cc.raw = r
+	cc.br = bufio.NewReaderSize(r, max(readBufSize, len(early)))
 	cc.bw = bufio.NewWriterSize(counter{c, &cc.down}, 4<<10)
 	return cc
 }
@@ -120,7 +122,7 @@ func (cc *clientConn) serve() Result {
 		if !cc.setIdle(true) {
 			break
 		}
-		hdr, rerr := readHeader(cc.br, cc.cfg.maxHeaderBytes())
+		hdr, rerr := readHeaderGrowing(&cc.br, cc.raw, cc.cfg.maxHeaderBytes())
 		if !cc.setIdle(false) {
 			break
 		}
@@ -213,7 +215,7 @@ func (cc *clientConn) dial(host string, port uint16) (*originConn, error) {
 		return nil, err
 	}
 	o := &originConn{key: originKey(host, port), c: c}
-	o.br = newBufReader(c, cc.cfg.maxHeaderBytes())
+	o.br = bufio.NewReaderSize(c, readBufSize)
 	o.bw = bufio.NewWriterSize(counter{c, &cc.up}, 4<<10)
 	return o, nil
 }

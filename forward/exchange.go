@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -137,11 +136,9 @@ func (cc *clientConn) roundTrip(o *originConn, req *http.Request, authority stri
 		return nil, nil, err
 	}
 	body := make(chan error, 1)
-	eof := new(atomic.Bool)
 	if hasBody {
-		go func() { body <- cc.copyRequestBody(o, req, chunked, eof) }()
+		go func() { body <- cc.copyRequestBody(o, req, chunked) }()
 	} else {
-		eof.Store(true)
 		body <- nil
 	}
 	defer func() {
@@ -152,7 +149,7 @@ func (cc *clientConn) roundTrip(o *originConn, req *http.Request, authority stri
 	}()
 	for {
 		_ = o.c.SetReadDeadline(time.Now().Add(cc.cfg.responseTimeout()))
-		hdr, rerr := readHeader(o.br, cc.cfg.maxHeaderBytes())
+		hdr, rerr := readHeaderGrowing(&o.br, o.c, cc.cfg.maxHeaderBytes())
 		if rerr != nil {
 			var ne net.Error
 			switch {
@@ -173,7 +170,7 @@ func (cc *clientConn) roundTrip(o *originConn, req *http.Request, authority stri
 		}
 		_ = o.c.SetReadDeadline(time.Time{})
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			resp.Body = &bodyWait{ReadCloser: resp.Body, done: body, eof: eof}
+			resp.Body = &bodyWait{ReadCloser: resp.Body, done: body}
 			return resp, conn, nil
 		}
 		if req.ProtoAtLeast(1, 1) { // 1xx only to HTTP/1.1 clients (RFC 9110 §15.2)
@@ -188,11 +185,13 @@ func (cc *clientConn) roundTrip(o *originConn, req *http.Request, authority stri
 	}
 }
 
+// bodyGrace bounds the wait for a request body's writer once the response is through.
+const bodyGrace = time.Second
+
 // bodyWait is a response body that also carries the request body writer's outcome.
 type bodyWait struct {
 	io.ReadCloser
 	done chan error
-	eof  *atomic.Bool // the request body was read to its end
 }
 
 // writeRequestHead writes req's request line and header in origin form for the next hop.
@@ -215,9 +214,8 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, authority string, hasB
 }
 
 // copyRequestBody streams the request body to the origin, chunk-encoded when it came so.
-func (cc *clientConn) copyRequestBody(o *originConn, req *http.Request, chunked bool, eof *atomic.Bool) error {
+func (cc *clientConn) copyRequestBody(o *originConn, req *http.Request, chunked bool) error {
 	err := cc.copyBody(o.bw, o.c, req.Body, chunked, cc.c)
-	eof.Store(err == nil)
 	var re readError
 	if errors.As(err, &re) {
 		// The client stopped sending its body (gone, or its idle time ran out): no answer can
@@ -363,23 +361,23 @@ func (cc *clientConn) respond(req *http.Request, resp *http.Response, conn []str
 	cc.cfg.log().Debug("plain-HTTP request forwarded", "method", req.Method, "origin", o.key, "status", resp.StatusCode)
 	// The request body must be in before either connection is reused; an origin that
 	// answered first (an early 413) never gets to read it, so the exchange ends here.
+	// The request body must be in before either connection is reused. Its writer normally
+	// finished before the origin answered; if not, it gets a bounded moment to (an origin that
+	// answered early, such as a 413, while the client still sends, gets its connections closed).
 	select {
 	case berr := <-bw.done:
 		if berr != nil {
 			clientKeep, originKeep = false, false
 		}
 	default:
-		if bw.eof.Load() { // only its last flush is left: give it a bounded moment
-			_ = o.c.SetWriteDeadline(time.Now().Add(time.Second))
-			if <-bw.done == nil {
-				_ = o.c.SetWriteDeadline(time.Time{})
-				break
-			}
+		grace := time.Now().Add(bodyGrace)
+		_ = cc.c.SetReadDeadline(grace)
+		_ = o.c.SetWriteDeadline(grace)
+		if <-bw.done != nil {
+			clientKeep, originKeep = false, false
 		}
-		clientKeep, originKeep = false, false
-		cc.setOrigin(nil) // unblocks the body writer's write
-		_ = cc.c.SetReadDeadline(time.Unix(1, 0))
-		<-bw.done
+		_ = cc.c.SetReadDeadline(time.Time{})
+		_ = o.c.SetWriteDeadline(time.Time{})
 	}
 	if err != nil || !originKeep {
 		cc.setOrigin(nil)

@@ -83,8 +83,8 @@ func (c *Config) maxHeaderBytes() int {
 }
 
 // DefaultMaxHeaderBytes caps a header block when Config.MaxHeaderBytes is zero: Squid's and
-// nginx's common request limits are 64 KiB and 32 KiB; every connection holds one buffer of
-// this size per side.
+// nginx's common request limits are 64 KiB and 32 KiB. A side whose header outgrows its 4 KiB
+// read buffer moves to a buffer of this size.
 const DefaultMaxHeaderBytes = 32 << 10
 
 func (c *Config) log() *slog.Logger {
@@ -221,5 +221,18 @@ func portOf(s string, def uint16) (uint16, error) {
 	return uint16(p), nil
 }
 
-// newBufReader is a reader whose buffer holds a whole header block (readHeader peeks it).
-func newBufReader(r io.Reader, max int) *bufio.Reader { return bufio.NewReaderSize(r, max) }
+// readBufSize is the read buffer of each side of a connection: most header blocks fit, and a
+// larger one moves the side to a buffer of the header cap (grow) for the rest of its life.
+// net/http's server starts with the same 4 KiB.
+const readBufSize = 4 << 10
+
+// readHeaderGrowing is readHeader on *br, which it replaces with a larger reader over raw when
+// the header does not fit (up to max).
+func readHeaderGrowing(br **bufio.Reader, raw io.Reader, max int) ([]byte, error) {
+	hdr, err := readHeader(*br, max)
+	if errors.Is(err, errBufferFull) {
+		*br = grow(*br, raw, max)
+		hdr, err = readHeader(*br, max)
+	}
+	return hdr, err
+}

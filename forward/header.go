@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Errors of the header pre-scan: each is answered with a 400 (431 for ErrHeaderTooLarge) that
@@ -18,10 +19,21 @@ var (
 	ErrHeaderSyntax   = errors.New("forward: malformed header")
 )
 
+// errBufferFull is readHeader's word that br is full without an end of header, and smaller
+// than the cap: the caller moves to a larger reader (grow) and asks again.
+var errBufferFull = errors.New("forward: header larger than the read buffer")
+
+// grow returns a reader of size bytes that starts with what br holds and goes on with raw,
+// which br was reading.
+func grow(br *bufio.Reader, raw io.Reader, size int) *bufio.Reader {
+	held, _ := br.Peek(br.Buffered())
+	return bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(held)), raw), size)
+}
+
 // readHeader waits until br holds a whole header block (start line to the empty line) and
 // returns it, still unread: net/http parses it next. Empty lines before the start line are
 // discarded (RFC 9112 §2.2). It returns ErrHeaderTooLarge when no end is found within max
-// bytes (br's buffer must hold at least max), and the read error when the peer stops first
+// bytes, errBufferFull when br's buffer is full before that, and the read error when the peer stops first
 // (io.EOF with nothing read means a clean close between messages).
 func readHeader(br *bufio.Reader, max int) ([]byte, error) {
 	for {
@@ -41,6 +53,9 @@ func readHeader(br *bufio.Reader, max int) ([]byte, error) {
 		}
 		if len(b) >= max {
 			return nil, fmt.Errorf("%w: no end of header within %d bytes", ErrHeaderTooLarge, max)
+		}
+		if len(b) >= br.Size() {
+			return nil, errBufferFull
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
 			return nil, err
