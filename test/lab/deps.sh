@@ -41,14 +41,15 @@ python3-socks:python3-socks
 # redis-server the IPv4-only host's Redis of TestTransparentRedis;
 # each is installed only where the command is missing (a machine with its own JDK keeps it).
 # wget to npm and the python3-* modules are the clients of the proxy matrix (TestClientMatrix);
-# python3-NAME stands for "Debian's /usr/bin/python3 can import NAME" (the module, not a command).
+# python3-NAME stands for "Debian's /usr/bin/python3 can import NAME" (-I: not from the working
+# directory, where the repository's socks/ package would pass for PySocks).
 
 missing=""
 for pair in $need; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
 	case $cmd in
-	python3-*) /usr/bin/python3 -c "import ${cmd#python3-}" >/dev/null 2>&1 && continue ;;
+	python3-*) /usr/bin/python3 -I -c "import ${cmd#python3-}" >/dev/null 2>&1 && continue ;;
 	*) PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 && continue ;;
 	esac
 	case " $missing " in
