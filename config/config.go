@@ -47,9 +47,13 @@ type Config struct {
 	ShowVersion     bool
 
 	// Outbound proxy.
-	ProxyListen      string // "" when disabled ("off")
-	HandshakeTimeout time.Duration
-	ProxyAuthFile    string
+	// ProxyListen are the proxy's addresses; empty when disabled ("off"). ProxyListenDefault
+	// says they are DefaultProxyListen, not given: an address whose family the host lacks
+	// (no ::1 where IPv6 is disabled) is then skipped with a warning instead of failing start.
+	ProxyListen        []netip.AddrPort
+	ProxyListenDefault bool
+	HandshakeTimeout   time.Duration
+	ProxyAuthFile      string
 	// ProxyHandshakes is where the proxy port's accepts and handshakes run: ProxyHandshakesGnet
 	// (the default) or ProxyHandshakesRelay, the splice relay loops (experimental).
 	ProxyHandshakes string

@@ -20,9 +20,12 @@ var ErrHelp = flag.ErrHelp
 
 // Defaults that are fixed (MaxConns depends on the process's file limit, see DefaultMaxConns).
 const (
-	DefaultInbound          = "8080=127.0.0.1:80"
-	DefaultAdminListen      = "[::]:9464"
-	DefaultProxyListen      = "127.0.0.1:1080"
+	DefaultInbound     = "8080=127.0.0.1:80"
+	DefaultAdminListen = "[::]:9464"
+	// DefaultProxyListen is the proxy on both loopbacks: in an IPv6-only pod glibc's getaddrinfo
+	// with AI_ADDRCONFIG refuses every IPv4 result, 127.0.0.1 included, and maps localhost to
+	// ::1 only, so a client that resolves its proxy host that way can reach only [::1].
+	DefaultProxyListen      = "127.0.0.1:1080,[::1]:1080"
 	DefaultDrainTimeout     = 25 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
@@ -42,6 +45,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	c := &Config{}
 	var inbound []string
 	var maxConns, nat64Prefix string
+	var proxyListen []string
 	fs := flag.NewFlagSet("nat464-sidecar", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.Func("inbound", "LISTEN=TARGET inbound mapping, repeatable (default "+DefaultInbound+")", func(s string) error {
@@ -56,7 +60,10 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug|info|warn|error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json|text")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
-	fs.StringVar(&c.ProxyListen, "proxy-listen", DefaultProxyListen, "outbound proxy (SOCKS5/4a, HTTP CONNECT) address, or off")
+	fs.Func("proxy-listen", "IP:PORT[,IP:PORT] of the outbound proxy (SOCKS5/4a, HTTP CONNECT, plain-HTTP forwarding), repeatable, or off (default "+DefaultProxyListen+")", func(s string) error {
+		proxyListen = append(proxyListen, s)
+		return nil
+	})
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "deadline for a proxy handshake")
 	fs.StringVar(&c.ProxyAuthFile, "proxy-auth-file", "", "file of user:password lines; enables proxy authentication")
 	fs.StringVar(&c.ProxyHandshakes, "proxy-handshakes", ProxyHandshakesGnet,
@@ -92,6 +99,9 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		return nil, err
 	}
 	if err := c.egress(eg); err != nil {
+		return nil, err
+	}
+	if err := c.proxyListen(proxyListen); err != nil {
 		return nil, err
 	}
 	if err := c.finish(inbound, maxConns, nat64Prefix); err != nil {
@@ -189,11 +199,6 @@ func (c *Config) finish(inbound []string, maxConns, nat64Prefix string) error {
 	default:
 		return flagErr("proxy-handshakes", c.ProxyHandshakes, errors.New("want gnet or relay"))
 	}
-	if c.ProxyListen == "off" {
-		c.ProxyListen = ""
-	} else if _, err := netip.ParseAddrPort(c.ProxyListen); err != nil {
-		return flagErr("proxy-listen", c.ProxyListen, errors.New("want IP:PORT or off"))
-	}
 	if c.HEFirstFamilyCount < 1 {
 		return flagErr("he-first-family-count", strconv.Itoa(c.HEFirstFamilyCount), errors.New("want at least 1"))
 	}
@@ -211,6 +216,39 @@ func (c *Config) finish(inbound []string, maxConns, nat64Prefix string) error {
 // ResolvedEngine is the engine c.Engine stands for on this OS: auto means what
 // splice.ResolveEngine says, the engine main builds.
 func (c *Config) ResolvedEngine() Engine { return Engine(splice.ResolveEngine(string(c.Engine))) }
+
+// proxyListen parses the --proxy-listen values (each a comma-separated list): "off" alone
+// disables the proxy; no value at all means DefaultProxyListen, whose addresses may be skipped
+// at bind time on a host without that address family (ProxyListenDefault).
+func (c *Config) proxyListen(values []string) error {
+	if len(values) == 0 {
+		values, c.ProxyListenDefault = []string{DefaultProxyListen}, true
+	}
+	seen := map[netip.AddrPort]bool{}
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			item = strings.TrimSpace(item)
+			if item == "off" {
+				if len(values) > 1 || strings.Contains(v, ",") {
+					return flagErr("proxy-listen", v, errors.New("off cannot be combined with addresses"))
+				}
+				c.ProxyListen = nil
+				return nil
+			}
+			ap, err := netip.ParseAddrPort(item)
+			if err != nil || ap.Addr().Zone() != "" {
+				return flagErr("proxy-listen", v, fmt.Errorf("%q: want IP:PORT ([::1]:1080 for IPv6), a comma-separated list of them, or off", item))
+			}
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			if seen[ap] {
+				return flagErr("proxy-listen", v, fmt.Errorf("%s given twice", ap))
+			}
+			seen[ap] = true
+			c.ProxyListen = append(c.ProxyListen, ap)
+		}
+	}
+	return nil
+}
 
 func flagErr(name, value string, err error) error {
 	return fmt.Errorf("config: invalid value %q for --%s (%s): %w", value, name, EnvName(name), err)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"slices"
@@ -25,8 +26,8 @@ func TestParseDefaults(t *testing.T) {
 	if len(c.Inbound) != 1 || c.Inbound[0] != want {
 		t.Errorf("Inbound = %v, want [%v]", c.Inbound, want)
 	}
-	if c.AdminListen != "[::]:9464" || c.ProxyListen != "127.0.0.1:1080" || c.Engine != EngineAuto {
-		t.Errorf("listen defaults: admin %q proxy %q engine %q", c.AdminListen, c.ProxyListen, c.Engine)
+	if c.AdminListen != "[::]:9464" || fmt.Sprint(c.ProxyListen) != "[127.0.0.1:1080 [::1]:1080]" || !c.ProxyListenDefault || c.Engine != EngineAuto {
+		t.Errorf("listen defaults: admin %q proxy %v (default %v) engine %q", c.AdminListen, c.ProxyListen, c.ProxyListenDefault, c.Engine)
 	}
 	if c.DrainTimeout != 25*time.Second || c.HandshakeTimeout != 10*time.Second || c.IdleTimeout != 0 {
 		t.Errorf("timeouts: drain %v handshake %v idle %v", c.DrainTimeout, c.HandshakeTimeout, c.IdleTimeout)
@@ -93,6 +94,11 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--log-format", "xml"}, "--log-format"},
 		{[]string{"--proxy-listen", "localhost"}, "--proxy-listen"},
+		{[]string{"--proxy-listen", "127.0.0.1:1080,"}, "--proxy-listen"},
+		{[]string{"--proxy-listen", "127.0.0.1:1080,off"}, "cannot be combined"},
+		{[]string{"--proxy-listen", "127.0.0.1:1080", "--proxy-listen", "off"}, "cannot be combined"},
+		{[]string{"--proxy-listen", "127.0.0.1:1080,[::ffff:127.0.0.1]:1080"}, "given twice"},
+		{[]string{"--proxy-listen", "[fe80::1%eth0]:1080"}, "--proxy-listen"},
 		{[]string{"--proxy-handshakes", "epoll"}, "want gnet or relay"},
 		{[]string{"--engine", "goroutine", "--proxy-handshakes", "relay"}, "needs the splice engine"},
 		{[]string{"--nat64-prefix", "64:ff9b::/95"}, "--nat64-prefix"},
@@ -193,6 +199,36 @@ func TestNAT64PrefixFlag(t *testing.T) {
 	}
 }
 
+func TestParseProxyListen(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{nil, "", "[127.0.0.1:1080 [::1]:1080]"},
+		{[]string{"--proxy-listen", "[::1]:1081"}, "", "[[::1]:1081]"},
+		{[]string{"--proxy-listen", "127.0.0.1:1080, [::1]:1080"}, "", "[127.0.0.1:1080 [::1]:1080]"},
+		{[]string{"--proxy-listen", "127.0.0.1:1", "--proxy-listen", "[::1]:2"}, "", "[127.0.0.1:1 [::1]:2]"},
+		{nil, "[::1]:3,127.0.0.1:3", "[[::1]:3 127.0.0.1:3]"},
+		{[]string{"--proxy-listen", "127.0.0.1:4"}, "[::1]:3", "[127.0.0.1:4]"}, // the flag wins
+		{[]string{"--proxy-listen", "off"}, "", "[]"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " ")+" env="+tt.env, func(t *testing.T) {
+			c, err := Parse(tt.args, env(map[string]string{"NAT464_PROXY_LISTEN": tt.env}), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(c.ProxyListen); got != tt.want {
+				t.Errorf("ProxyListen = %s, want %s", got, tt.want)
+			}
+			if c.ProxyListenDefault != (tt.args == nil && tt.env == "") {
+				t.Errorf("ProxyListenDefault = %v", c.ProxyListenDefault)
+			}
+		})
+	}
+}
+
 func TestParseEnvTwins(t *testing.T) {
 	c, err := Parse([]string{"--engine", "goroutine"}, env(map[string]string{
 		"NAT464_INBOUND":           "8080=80, [2001:db8::1]:9090=127.0.0.1:90",
@@ -211,8 +247,8 @@ func TestParseEnvTwins(t *testing.T) {
 	if len(c.Inbound) != 2 || c.Inbound[1].Listen.String() != "[2001:db8::1]:9090" {
 		t.Errorf("Inbound = %v", c.Inbound)
 	}
-	if c.Engine != EngineGoroutine || c.MaxConns != 100 || c.MaxConnsDerived || c.ProxyListen != "" {
-		t.Errorf("engine %q max %d derived %v proxy %q", c.Engine, c.MaxConns, c.MaxConnsDerived, c.ProxyListen)
+	if c.Engine != EngineGoroutine || c.MaxConns != 100 || c.MaxConnsDerived || c.ProxyListen != nil {
+		t.Errorf("engine %q max %d derived %v proxy %v", c.Engine, c.MaxConns, c.MaxConnsDerived, c.ProxyListen)
 	}
 	if c.NAT64Mode != "static" || len(c.NAT64Prefixes) != 2 || !c.NAT64Strict || c.HEAttemptDelay != 100*time.Millisecond {
 		t.Errorf("nat64 %q %v strict %v delay %v", c.NAT64Mode, c.NAT64Prefixes, c.NAT64Strict, c.HEAttemptDelay)

@@ -24,8 +24,8 @@ import (
 // then leaves with Dup + gnet.Close together with any bytes that followed the request.
 type gnetFrontend struct {
 	gnet.BuiltinEventEngine
-	cfg   Config
-	proxy netip.AddrPort // zero when the proxy is off
+	cfg     Config
+	proxies []netip.AddrPort // the proxy's addresses as bound (port 0 resolved), once Start probed them
 	// eng is the engine; it serves the inbound mappings itself (accept, connect and relay on
 	// one splice loop, so a connection never changes thread); gnet runs the proxy port only.
 	eng *splice.SpliceEngine
@@ -44,6 +44,7 @@ type gnetFrontend struct {
 	pending map[gnet.Conn]time.Time // proxy conns in handshake -> deadline
 
 	egress egressSet
+	fwd    *forwarder
 
 	exited   atomic.Bool // gnet.Rotate returned
 	dials    tracker
@@ -55,14 +56,8 @@ type gnetFrontend struct {
 func newGnet(cfg Config, eng *splice.SpliceEngine) (Frontend, error) {
 	f := &gnetFrontend{cfg: cfg, eng: eng, booted: make(chan struct{}), stopped: make(chan error, 1), quit: make(chan struct{}),
 		pending: map[gnet.Conn]time.Time{}}
-	if cfg.ProxyListen != "" {
-		ap, err := netip.ParseAddrPort(cfg.ProxyListen)
-		if err != nil {
-			return nil, fmt.Errorf("loop: proxy address %q: %w", cfg.ProxyListen, err)
-		}
-		f.proxy = ap
-	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.fwd = newForwarder(&f.cfg)
 	f.egress = egressSet{acc: accepter{cfg: &f.cfg, draining: f.shutdown.Load, wg: &f.dials}, handle: f.egressConn}
 	return f, nil
 }
@@ -74,10 +69,29 @@ func gnetAddr(ap netip.AddrPort) string {
 	return "tcp6://" + ap.String()
 }
 
-// addrs are the listeners gnet runs: the proxy port, if any and not on the relay loops.
+// addrs are the listeners gnet runs: the proxy's addresses, unless they are on the relay loops.
 func (f *gnetFrontend) addrs() []netip.AddrPort {
-	if f.proxy.IsValid() && !f.cfg.ProxyOnLoops {
-		return []netip.AddrPort{f.proxy}
+	if f.cfg.ProxyOnLoops {
+		return nil
+	}
+	return f.proxies
+}
+
+// probeProxies binds each proxy address once (probeBind), leaving out those ProxyListenLenient
+// lets go, and keeps the addresses with their ports resolved.
+func (f *gnetFrontend) probeProxies() error {
+	for _, ap := range f.cfg.ProxyListen {
+		bound, err := probeBind(ap)
+		if err != nil && f.cfg.skipProxy(ap, err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		f.proxies = append(f.proxies, bound)
+	}
+	if len(f.cfg.ProxyListen) > 0 && len(f.proxies) == 0 {
+		return errNoProxyAddr
 	}
 	return nil
 }
@@ -85,8 +99,11 @@ func (f *gnetFrontend) addrs() []netip.AddrPort {
 // Start binds by probing each address first with the standard library (so a port in use is
 // reported with its address, as gnet's own error does not name it), then runs gnet.
 func (f *gnetFrontend) Start() error {
-	if len(f.cfg.Inbound) == 0 && !f.proxy.IsValid() {
+	if len(f.cfg.Inbound) == 0 && len(f.cfg.ProxyListen) == 0 {
 		return errors.New("loop: nothing to listen on")
+	}
+	if err := f.probeProxies(); err != nil {
+		return err
 	}
 	if err := f.serveInbound(); err != nil {
 		return err
@@ -103,15 +120,9 @@ func (f *gnetFrontend) Start() error {
 		return nil
 	}
 	var addrs []string
-	for _, ap := range aps {
-		// Port 0 is resolved here, once: every loop's SO_REUSEPORT listener must share it.
-		bound, err := probeBind(ap)
-		if err != nil {
-			f.eng.StopInbound()
-			return err
-		}
-		addrs = append(addrs, gnetAddr(bound))
-		f.bound = append(f.bound, net.TCPAddrFromAddrPort(bound))
+	for _, ap := range aps { // probed: port 0 resolved once, as every loop's listener must share it
+		addrs = append(addrs, gnetAddr(ap))
+		f.bound = append(f.bound, net.TCPAddrFromAddrPort(ap))
 	}
 	go f.serve(addrs, f.cfg.eventLoops())
 	select {
@@ -292,7 +303,15 @@ func (f *gnetFrontend) OnTraffic(c gnet.Conn) gnet.Action {
 		early = append([]byte(nil), b...)
 	}
 	o := s.o
-	s.o = nil // the owner leaves with the dup; OnClose has nothing left to end
+	s.o = nil        // the owner leaves with the dup; OnClose has nothing left to end
+	if req.forward { // plain HTTP: net/http on a goroutine serves the connection from here
+		f.dials.wg.Add(1)
+		go func() {
+			defer f.dials.wg.Done()
+			f.fwd.serveFD(fd, early, o)
+		}()
+		return gnet.Close
+	}
 	o.request(req)
 	if f.connectLiteral(o, fd, early) || f.raceOnLoop(o, fd, early) {
 		return gnet.Close
@@ -462,13 +481,14 @@ func (f *gnetFrontend) Shutdown(ctx context.Context) error {
 		<-f.stopped
 	default:
 	}
+	fwdErr := f.fwd.shutdown(ctx)
 	err := f.dials.wait(ctx)
 	if err != nil {
 		f.cancel()
 		_ = f.dials.wait(context.Background()) // dials return promptly once cancelled
 	}
 	f.cancel()
-	return errors.Join(stopErr, err)
+	return errors.Join(stopErr, fwdErr, err)
 }
 
 // ServeEgress listens on every egress port at a for connections to name.

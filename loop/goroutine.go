@@ -28,6 +28,7 @@ type goroutineFrontend struct {
 
 	acc    accepter
 	egress egressSet
+	fwd    *forwarder
 
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // connections not yet handed to the engine
@@ -36,6 +37,7 @@ type goroutineFrontend struct {
 func newGoroutine(cfg Config, eng *splice.GoroutineEngine) *goroutineFrontend {
 	f := &goroutineFrontend{cfg: cfg, eng: eng, pending: map[net.Conn]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.fwd = newForwarder(&f.cfg)
 	f.acc = accepter{cfg: &f.cfg, draining: f.shutdown.Load, wg: &f.conns, track: f.track}
 	f.egress = egressSet{acc: f.acc, handle: func(c net.Conn, o *owner, name string, port uint16) {
 		defer f.untrack(c)
@@ -69,18 +71,22 @@ func (f *goroutineFrontend) Start() error {
 		}
 		f.listeners = append(f.listeners, ln)
 	}
-	if f.cfg.ProxyListen != "" {
-		ap, err := netip.ParseAddrPort(f.cfg.ProxyListen)
-		if err != nil {
-			f.closeListeners()
-			return fmt.Errorf("loop: proxy address %q: %w", f.cfg.ProxyListen, err)
-		}
+	proxies := 0
+	for _, ap := range f.cfg.ProxyListen {
 		ln, err := listen(ap)
+		if err != nil && f.cfg.skipProxy(ap, err) {
+			continue
+		}
 		if err != nil {
 			f.closeListeners()
 			return err
 		}
 		f.listeners = append(f.listeners, ln)
+		proxies++
+	}
+	if len(f.cfg.ProxyListen) > 0 && proxies == 0 {
+		f.closeListeners()
+		return errNoProxyAddr
 	}
 	for i, ln := range f.listeners {
 		handle, kind := f.proxyConn, kindOutbound
@@ -181,6 +187,11 @@ func (f *goroutineFrontend) proxyConn(c net.Conn, o *owner) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	if req.forward { // plain HTTP: the forwarder serves the connection from here
+		f.untrack(c)
+		f.fwd.serve(c, buf, o)
+		return
+	}
 	o.request(req)
 	up, early, gone, err := dialWatching(f.ctx, &f.cfg, c, buf, req.host(), req.dest.Port)
 	if gone { // the client reset: as on the splice loop, no reply and the connect given up
@@ -288,11 +299,12 @@ func (f *goroutineFrontend) Shutdown(ctx context.Context) error {
 		}
 	}
 	f.mu.Unlock()
+	fwdErr := f.fwd.shutdown(ctx)
 	err := f.conns.wait(ctx)
 	if err != nil {
 		f.cancel()
 		_ = f.conns.wait(context.Background())
 	}
 	f.cancel()
-	return err
+	return errors.Join(fwdErr, err)
 }

@@ -15,9 +15,11 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nat464/nat464-sidecar/config"
+	"github.com/nat464/nat464-sidecar/forward"
 	"github.com/nat464/nat464-sidecar/splice"
 )
 
@@ -50,8 +52,12 @@ type Dialer interface {
 // Config is what a front end needs. Zero values get the defaults their comments name.
 type Config struct {
 	Inbound []config.Mapping
-	// ProxyListen is the outbound proxy address; empty disables the proxy.
-	ProxyListen string
+	// ProxyListen are the outbound proxy's addresses; empty disables the proxy.
+	ProxyListen []netip.AddrPort
+	// ProxyListenLenient skips, with a warning, a proxy address the host cannot bind for want
+	// of its address family (EADDRNOTAVAIL, EAFNOSUPPORT: no ::1 where IPv6 is disabled), as
+	// long as one is left. Meant for the default addresses, which nobody asked for by name.
+	ProxyListenLenient bool
 	// HandshakeTimeout bounds a proxy handshake from accept to a complete request; if zero, 10s.
 	HandshakeTimeout time.Duration
 	// MaxHandshakeBytes caps what a client may send before its request is complete; if zero,
@@ -87,12 +93,33 @@ type Config struct {
 	// hears how that goes.
 	EgressPorts []uint16
 	EgressHooks EgressHooks
+	// IdleTimeout, if positive, ends a forwarded plain-HTTP exchange when no body byte moved
+	// for it (the engine applies it to relayed flows).
+	IdleTimeout time.Duration
+	// ForwardResponseTimeout bounds the wait for an origin's response header to a forwarded
+	// plain-HTTP request; if zero, 60s.
+	ForwardResponseTimeout time.Duration
+	// ForwardMetrics counts the plain-HTTP forwarder's requests; may be nil.
+	ForwardMetrics *forward.Metrics
 	// Auth, if non-nil and holding credentials, makes the proxy require them.
 	Auth *Auth
 	Log  *slog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
 }
+
+// skipProxy reports whether err, from binding proxy address ap, means the host lacks ap's address
+// family and ap may be left out (ProxyListenLenient); it logs the skip.
+func (c *Config) skipProxy(ap netip.AddrPort, err error) bool {
+	if !c.ProxyListenLenient || !(errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)) {
+		return false
+	}
+	c.log().Warn("proxy address left out: this host cannot bind it (no such address family here)", "listen", ap.String(), "err", err)
+	return true
+}
+
+// errNoProxyAddr is Start's error when every proxy address was skipped.
+var errNoProxyAddr = errors.New("loop: no proxy address could be bound")
 
 func (c *Config) handshakeTimeout() time.Duration {
 	if c.HandshakeTimeout > 0 {

@@ -55,7 +55,8 @@ type fixture struct {
 	metrics *Metrics
 	reg     *prometheus.Registry
 	limit   *Limiter
-	proxy   string
+	proxy   string // the proxy's IPv4 address
+	proxy6  string // and its IPv6 one: the fixture serves it on both loopbacks, as the default does
 	inbound []string
 }
 
@@ -69,7 +70,8 @@ func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fix
 	}
 	reg := prometheus.NewRegistry()
 	cfg := Config{Engine: e, Limit: NewLimiter(4096), Metrics: NewMetrics(reg), HandshakeTimeout: 2 * time.Second,
-		ProxyListen: fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))}
+		ProxyListen: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), testnet.FreePort(t)),
+			netip.AddrPortFrom(netip.IPv6Loopback(), testnet.FreePort(t))}}
 	for _, tg := range targets {
 		cfg.Inbound = append(cfg.Inbound, config.Mapping{
 			Listen: netip.AddrPortFrom(netip.IPv6Loopback(), testnet.FreePort(t)), Target: netip.MustParseAddrPort(tg)})
@@ -95,7 +97,10 @@ func start(t *testing.T, eng string, targets []string, tweak func(*Config)) *fix
 		e.Close()
 		t.Fatal(err)
 	}
-	fx := &fixture{front: f, engine: e, metrics: cfg.Metrics, reg: reg, limit: cfg.Limit, proxy: cfg.ProxyListen}
+	fx := &fixture{front: f, engine: e, metrics: cfg.Metrics, reg: reg, limit: cfg.Limit}
+	if len(cfg.ProxyListen) == 2 {
+		fx.proxy, fx.proxy6 = cfg.ProxyListen[0].String(), cfg.ProxyListen[1].String()
+	}
 	for _, m := range cfg.Inbound {
 		fx.inbound = append(fx.inbound, m.Listen.String())
 	}
@@ -317,7 +322,9 @@ func TestProxyBadInput(t *testing.T) {
 		{"bind", []byte{5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 1, 0, 80}, []byte{5, 0, 5, 7}},
 		{"udp associate", []byte{5, 1, 0, 5, 3, 0, 1, 127, 0, 0, 1, 0, 80}, []byte{5, 0, 5, 7}},
 		{"socks4 bind", []byte{4, 2, 0, 80, 127, 0, 0, 1, 0}, []byte{0, 91}},
-		{"http get", []byte("GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"), []byte("HTTP/1.1 405")},
+		{"http get in origin form", []byte("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"), []byte("HTTP/1.1 400")},
+		{"http get of https", []byte("GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"), []byte("HTTP/1.1 400")},
+		{"http get with CL and TE", []byte("POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"), []byte("HTTP/1.1 400")},
 		{"http bad request line", []byte("CONNECT nohostport HTTP/1.1\r\n\r\n"), []byte("HTTP/1.1 400")},
 		{"300 KB of headers", bigHeader, []byte("HTTP/1.1 4")},
 		{"garbage", garbage, nil},

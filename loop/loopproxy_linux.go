@@ -14,31 +14,32 @@ import (
 // handshake (the same session as on gnet), the connect or the race, and the relay, so a proxied
 // connection never changes thread.
 func (f *gnetFrontend) serveProxyOnLoops() error {
-	if !f.proxy.IsValid() || !f.cfg.ProxyOnLoops {
+	if len(f.proxies) == 0 || !f.cfg.ProxyOnLoops {
 		return nil
 	}
 	if _, ok := f.cfg.dialer().(DirectDialer); !ok || f.cfg.Race == nil {
 		f.eng.StopInbound()
 		return errors.New("loop: the proxy on the relay loops needs a DirectDialer and Race")
 	}
-	if _, err := probeBind(f.proxy); err != nil {
-		f.eng.StopInbound()
-		return err
+	for _, ap := range f.proxies { // probed by Start
+		addr, err := f.eng.ServeInbound(splice.Inbound{
+			Listen: ap, ConnectTimeout: f.cfg.dialTimeout(), Front: loopProxy{f, ap.String()},
+			Handshake: true, HandshakeTimeout: f.cfg.handshakeTimeout(), MaxHandshakeBytes: f.cfg.maxHandshakeBytes(),
+		})
+		if err != nil {
+			f.eng.StopInbound()
+			return fmt.Errorf("loop: cannot listen on %s: %w", ap, err)
+		}
+		f.bound = append(f.bound, addr)
 	}
-	addr, err := f.eng.ServeInbound(splice.Inbound{
-		Listen: f.proxy, ConnectTimeout: f.cfg.dialTimeout(), Front: loopProxy{f},
-		Handshake: true, HandshakeTimeout: f.cfg.handshakeTimeout(), MaxHandshakeBytes: f.cfg.maxHandshakeBytes(),
-	})
-	if err != nil {
-		f.eng.StopInbound()
-		return fmt.Errorf("loop: cannot listen on %s: %w", f.proxy, err)
-	}
-	f.bound = append(f.bound, addr)
 	return nil
 }
 
-// loopProxy admits the proxy port's connections on the relay loops (splice.Admitter).
-type loopProxy struct{ f *gnetFrontend }
+// loopProxy admits one proxy address's connections on the relay loops (splice.Admitter).
+type loopProxy struct {
+	f      *gnetFrontend
+	listen string
+}
 
 func (p loopProxy) Admit() splice.Owner {
 	o := admit(&p.f.cfg, kindOutbound, p.f.shutdown.Load())
@@ -49,7 +50,7 @@ func (p loopProxy) Admit() splice.Owner {
 }
 
 func (p loopProxy) AcceptFailed(err error) {
-	logAcceptError(p.f.cfg.log(), p.f.proxy.String(), err)
+	logAcceptError(p.f.cfg.log(), p.listen, err)
 }
 
 // loopHandshake is a proxy connection's owner while the relay loop runs its handshake
@@ -67,6 +68,14 @@ func (h *loopHandshake) Feed(b []byte) (int, []byte, *splice.Upstream, error) {
 		return n, out, nil, err
 	}
 	o := h.owner
+	if req.forward { // plain HTTP: the socket leaves the loop for the forwarder's goroutine
+		f := h.f
+		f.dials.wg.Add(1)
+		return n, out, &splice.Upstream{Handoff: func(fd int, buf []byte) {
+			defer f.dials.wg.Done()
+			f.fwd.serveFD(fd, buf, o)
+		}}, nil
+	}
 	o.request(req)
 	up := &splice.Upstream{ToClient: req.successReply()}
 	if !req.dest.IsName() {

@@ -69,6 +69,9 @@ func newSession(cfg *Config, o *owner) *session {
 type request struct {
 	proto socks.Protocol
 	dest  socks.Addr
+	// forward marks a plain-HTTP request (absolute form): nothing is consumed, and the
+	// connection goes to the forwarder with every byte read so far.
+	forward bool
 }
 
 func (r *request) String() string { return r.dest.String() }
@@ -270,6 +273,9 @@ func (s *session) httpConnect(in []byte) (int, []byte, *request, error) {
 	r, n, err := socks.ParseHTTPConnect(in)
 	if errors.Is(err, socks.ErrNeedMore) {
 		return 0, nil, nil, nil
+	}
+	if errors.Is(err, socks.ErrNotConnect) {
+		return 0, nil, &request{proto: s.proto, forward: true}, nil
 	}
 	reason := RejectProtocol
 	if err == nil && s.auth != nil && (!r.HasAuth || !s.auth.Check(r.User, r.Password)) {

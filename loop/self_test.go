@@ -144,8 +144,8 @@ func TestProxyRefusesItself(t *testing.T) {
 			})
 			proxy := netip.MustParseAddrPort(fx.proxy).Port()
 			inbound := fx.front.Listeners()[0].(*net.TCPAddr).AddrPort().Port()
-			if got := len(own.Listeners()); got != 3 {
-				t.Fatalf("own sockets %v, want admin, inbound and proxy", own.Listeners())
+			if got := len(own.Listeners()); got != 4 {
+				t.Fatalf("own sockets %v, want admin, inbound and the proxy on both loopbacks", own.Listeners())
 			}
 			cases := []struct {
 				name string

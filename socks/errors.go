@@ -16,8 +16,11 @@ var (
 	ErrCommandNotSupported = errors.New("socks: command not supported")
 	// ErrAddrTypeNotSupported is an unknown ATYP, an empty or invalid host name (REP 08).
 	ErrAddrTypeNotSupported = errors.New("socks: address type not supported")
-	// ErrMethodNotAllowed is an HTTP request whose method is not CONNECT (HTTP 405).
+	// ErrMethodNotAllowed is an HTTP request the proxy will not serve (HTTP 405).
 	ErrMethodNotAllowed = errors.New("socks: http method not allowed")
+	// ErrNotConnect is an HTTP request whose method is not CONNECT: a plain-HTTP proxy request
+	// (absolute form), which the proxy port forwards (package forward), not a tunnel.
+	ErrNotConnect = errors.New("socks: http request is not CONNECT")
 	// ErrHeaderTooLarge is an HTTP request whose header block exceeds MaxHTTPHeaderBytes.
 	ErrHeaderTooLarge = errors.New("socks: http request header too large")
 	// ErrPolicy is a destination the proxy refuses (REP 02, HTTP 403).

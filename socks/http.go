@@ -27,7 +27,8 @@ type HTTPConnect struct {
 // ParseHTTPConnect parses `CONNECT host:port HTTP/1.1` (or HTTP/1.0) and the header lines up to
 // the first empty one. Lines may end in CRLF or a bare LF. The authority must carry a port; an
 // IPv6 literal must be in brackets. Bytes after the empty line are not consumed: they are the
-// client's first tunnel bytes. Errors: ErrMethodNotAllowed for another method (answer 405),
+// client's first tunnel bytes. Errors: ErrNotConnect for another method, as soon as the
+// request line is in (the caller forwards it as a plain-HTTP proxy request, or answers 405),
 // ErrHeaderTooLarge beyond MaxHTTPHeaderBytes, ErrMalformed or ErrAddrTypeNotSupported for the
 // rest (answer 400).
 func ParseHTTPConnect(b []byte) (HTTPConnect, int, error) {
@@ -86,7 +87,7 @@ func parseRequestLine(line []byte, req *HTTPConnect) error {
 		return fmt.Errorf("%w: http: bad request line", ErrMalformed)
 	}
 	if string(method) != "CONNECT" {
-		return fmt.Errorf("%w: %.20q", ErrMethodNotAllowed, method)
+		return fmt.Errorf("%w: %.20q", ErrNotConnect, method)
 	}
 	if !ok1 || !ok2 || bytes.IndexByte(proto, ' ') >= 0 {
 		return fmt.Errorf("%w: http: bad request line", ErrMalformed)

@@ -83,6 +83,10 @@ func (l *eloop) handshakeStep(fl *flow) {
 			l.finish(fl, nil, false)
 			return
 		}
+		if up != nil && up.Handoff != nil {
+			l.handOff(fl, up.Handoff)
+			return
+		}
 		if up != nil {
 			l.handshakeDone(fl, up)
 			return
@@ -102,6 +106,21 @@ func ioErrorOrNil(op string, err error) error {
 func (l *eloop) cutHandshake(fl *flow, err error) {
 	fl.hand.hs.Cut(err)
 	l.finish(fl, nil, false)
+}
+
+// handOff gives a handshaking client's socket away (Upstream.Handoff) with the bytes not yet
+// consumed: the flow leaves the loop and the engine's count, its owner is not ended (the
+// receiver settles it), and the fd is taken out of epoll, not closed.
+func (l *eloop) handOff(fl *flow, give func(int, []byte)) {
+	fd := fl.fd[sideClient]
+	buf := fl.hand.buf
+	fl.hand, fl.dead = nil, true
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	delete(l.byFD, int32(fd))
+	delete(l.flows, fl)
+	l.e.flowEnding()
+	l.e.flowSettled()
+	go give(fd, buf)
 }
 
 // handshakeDone starts the upstream of a complete request.

@@ -116,6 +116,11 @@ type Upstream struct {
 	Target netip.AddrPort
 	// ToClient is written to the client before any relayed byte (the success reply).
 	ToClient []byte
+	// Handoff, when set, takes the client's socket away from the loop instead (a plain-HTTP
+	// proxy request, which package forward serves on a goroutine): the flow leaves the loop
+	// without Owner.Ended, and Handoff, run on a goroutine of its own, owns the fd, the bytes
+	// read after the consumed ones, and the owner. Racer and Target are ignored.
+	Handoff func(fd int, buffered []byte)
 }
 
 // Result describes a finished flow.

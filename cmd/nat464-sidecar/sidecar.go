@@ -14,6 +14,7 @@ import (
 
 	"github.com/nat464/nat464-sidecar/admin"
 	"github.com/nat464/nat464-sidecar/config"
+	"github.com/nat464/nat464-sidecar/forward"
 	"github.com/nat464/nat464-sidecar/loop"
 	"github.com/nat464/nat464-sidecar/splice"
 )
@@ -53,7 +54,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	}
 	// The loop counts are fixed before GOMAXPROCS is raised for them.
 	engine := string(cfg.ResolvedEngine())
-	plan := planLoops(runtimeProcs, engine, cfg.ProxyListen != "")
+	plan := planLoops(runtimeProcs, engine, len(cfg.ProxyListen) > 0)
 	sc.engine, err = splice.NewEngine(engine, splice.Options{Loops: plan.splice,
 		IdleTimeout: cfg.IdleTimeout, MaxPipes: splice.DefaultMaxPipes, Metrics: splice.NewMetrics(reg)})
 	if err != nil {
@@ -75,9 +76,11 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	}
 	lm := loop.NewMetrics(reg)
 	sc.front, err = loop.New(loop.Config{
-		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, HandshakeTimeout: cfg.HandshakeTimeout,
-		DialTimeout: cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
+		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, ProxyListenLenient: cfg.ProxyListenDefault,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		DialTimeout:      cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
 		Dialer: sc.out.dialer(), Race: sc.out.race, Own: own, Auth: sc.auth, Log: lg, Metrics: lm,
+		IdleTimeout: cfg.IdleTimeout, ForwardMetrics: forward.NewMetrics(reg),
 		ProxyOnLoops: cfg.ProxyHandshakes == config.ProxyHandshakesRelay,
 		EgressPorts:  sc.egress.ports(), EgressHooks: sc.egress.hooks(),
 	})
@@ -125,8 +128,8 @@ func (sc *sidecar) logStart() {
 	for i, m := range cfg.Inbound {
 		lg.Info("inbound listening", "listen", ls[i].String(), "target", m.Target.String())
 	}
-	if cfg.ProxyListen != "" {
-		lg.Info("proxy listening", "listen", ls[len(ls)-1].String(), "protocols", "socks5,socks4a,http-connect",
+	for _, a := range ls[len(cfg.Inbound):] {
+		lg.Info("proxy listening", "listen", a.String(), "protocols", "socks5,socks4a,http-connect,http-forward",
 			"auth", cfg.ProxyAuthFile != "", "handshakes", cfg.ProxyHandshakes)
 	}
 	how := "flag"
