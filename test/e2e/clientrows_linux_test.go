@@ -122,7 +122,10 @@ func clientRows(ce clientEnv) []clientRow {
 			return nil, []string{"/usr/bin/node", "-e", nodeManual, url}
 		}})
 	java := func(props ...string) []string {
-		return append([]string{"java", "-cp", ce.javaDir, "-Djavax.net.ssl.trustStore=" + ce.truststore, "-Djavax.net.ssl.trustStorePassword=changeit"}, props...)
+		// The C1 compiler and serial GC only to start faster on a small machine; the proxy
+		// comes from props alone.
+		return append([]string{"java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", ce.javaDir,
+			"-Djavax.net.ssl.trustStore=" + ce.truststore, "-Djavax.net.ssl.trustStorePassword=changeit"}, props...)
 	}
 	httpProps := []string{"-Dhttp.proxyHost=localhost", "-Dhttp.proxyPort=1080", "-Dhttps.proxyHost=localhost", "-Dhttps.proxyPort=1080"}
 	for _, api := range []struct{ name, mode string }{{"`HttpURLConnection`", "urlconnection"}, {"`java.net.http.HttpClient`", "httpclient"}} {

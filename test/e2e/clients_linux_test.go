@@ -46,6 +46,7 @@ type cellResult struct {
 	err    string // why the answer was wrong, if it ran and was
 	note   string // err for the table
 	na     string // not applicable: no measurement
+	took   time.Duration
 }
 
 // clientEnv is what every row's command builder may use: files prepared once per run.
@@ -119,6 +120,9 @@ func TestClientMatrix(t *testing.T) {
 		t.Run(r.client+" "+r.setting, func(t *testing.T) {
 			for j, c := range results[i] {
 				where := schemes[j/len(dests)] + "://" + dests[j%len(dests)].host
+				if c.took > 5*time.Second {
+					t.Logf("%s took %v", where, c.took.Round(time.Millisecond))
+				}
 				switch {
 				case c.na != "":
 				case c.ok && c.reason != "":
@@ -138,7 +142,9 @@ func measure(r clientRow, scheme string, d dest, c cellResult) cellResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	vars, args := r.cmd(scheme, d.host, url)
+	began := time.Now()
 	out, stderr, err := podClient(ctx, vars, args...)
+	c.took = time.Since(began)
 	c.out = fmt.Sprintf("$ %s %q\n%s%s", strings.Join(vars, " "), args, out, stderr)
 	if err != nil {
 		c.err, c.note = fmt.Sprintf("the client failed (%v)", err), failureNote(out, stderr, err)
