@@ -14,7 +14,7 @@ import (
 // A clientRow is one client with one proxy setting, as a user would configure it.
 type clientRow struct {
 	client, setting string   // the README's first two columns (markdown)
-	tools           []string // commands it needs (names in PATH or absolute paths)
+	tools           []string // commands it needs (names in PATH or absolute paths), python3-MODULE
 	// na gives, per scheme, why the row has no cell for it ("" or absent: it has).
 	na map[string]string
 	// fails, if set, gives why a cell cannot work ("": it must work).
@@ -25,6 +25,13 @@ type clientRow struct {
 
 func (r clientRow) missingTool() string {
 	for _, tool := range r.tools {
+		if mod, ok := strings.CutPrefix(tool, "python3-"); ok {
+			// A module of Debian's python3 (-I: not the repository's socks/ from the cwd).
+			if exec.Command("/usr/bin/python3", "-I", "-c", "import "+mod).Run() != nil {
+				return tool
+			}
+			continue
+		}
 		if _, err := exec.LookPath(tool); err != nil {
 			return tool
 		}
@@ -98,7 +105,7 @@ func clientRows(ce clientEnv) []clientRow {
 			}})
 	}
 	for _, p := range []string{"socks5h://localhost:1080", "http://localhost:1080"} {
-		rows = append(rows, clientRow{client: "Python 3 `requests` (+ PySocks)", setting: "`HTTP_PROXY=" + p + "` `HTTPS_PROXY=" + p + "`", tools: []string{"/usr/bin/python3"},
+		rows = append(rows, clientRow{client: "Python 3 `requests` (+ PySocks)", setting: "`HTTP_PROXY=" + p + "` `HTTPS_PROXY=" + p + "`", tools: []string{"/usr/bin/python3", "python3-requests", "python3-socks"},
 			cmd: func(_, _, url string) ([]string, []string) {
 				return []string{"HTTP_PROXY=" + p, "HTTPS_PROXY=" + p, "REQUESTS_CA_BUNDLE=" + ce.ca}, []string{"/usr/bin/python3", "-I", "-c", reqGet, url}
 			}})
