@@ -19,7 +19,7 @@ export CGO_ENABLED ?= 0
 .PHONY: help build run demo test test-e2e test-chaos lab-up lab-down test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/nat464-sidecar (static, version stamped)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nat464-sidecar
@@ -75,7 +75,7 @@ check: ## gofmt, go vet, cross-build for darwin (keeps the portable fallback com
 	cd deploy && out=$$(gofmt -l .) && [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
 	cd deploy && $(GO) vet ./... && GOOS=darwin $(GO) vet ./...
 
-image: ## build the container image without Docker: $(DIST)/nat464-sidecar-oci.tar (load with docker/podman load -i, or skopeo copy oci-archive:)
+image: ## build the container image without Docker: dist/nat464-sidecar-oci.tar, or under DIST=dir (load with docker/podman load -i, or skopeo copy oci-archive:)
 	mkdir -p $(DIST)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/nat464-sidecar ./cmd/nat464-sidecar
 	cd deploy && SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/mkimage -binary $(abspath $(DIST))/nat464-sidecar \
