@@ -27,7 +27,7 @@ build: ## build bin/nat464-sidecar (static, version stamped)
 run: build ## build and run the sidecar with its defaults (inbound [::]:8080 -> 127.0.0.1:80, proxy 127.0.0.1:1080, admin [::]:9464)
 	./$(BIN) $(ARGS)
 
-demo: build ## IPv4-only app on 127.0.0.1, the sidecar in front, the page fetched over [::1]
+demo: build ## on loopback: an IPv4-only app reached over [::1] through the sidecar, and an IPv6-only server reached by name through the proxy
 	./scripts/demo.sh
 
 test: check test-unit test-e2e test-chaos test-fuzz test-bench-once test-modules ## the full suite, as CI runs it (Linux/root tests included; CI=true turns their skips into failures)
