@@ -19,7 +19,7 @@ export CGO_ENABLED ?= 0
 .PHONY: help build run demo test test-e2e test-chaos lab-up lab-down test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/nat464-sidecar (static, version stamped)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nat464-sidecar
@@ -27,7 +27,7 @@ build: ## build bin/nat464-sidecar (static, version stamped)
 run: build ## build and run the sidecar with its defaults (inbound [::]:8080 -> 127.0.0.1:80, proxy 127.0.0.1:1080, admin [::]:9464)
 	./$(BIN) $(ARGS)
 
-demo: build ## IPv4-only app on 127.0.0.1, the sidecar in front, the page fetched over [::1]
+demo: build ## on loopback: an IPv4-only app reached over [::1] through the sidecar, and an IPv6-only server reached by name through the proxy
 	./scripts/demo.sh
 
 test: check test-unit test-e2e test-chaos test-fuzz test-bench-once test-modules ## the full suite, as CI runs it (Linux/root tests included; CI=true turns their skips into failures)
@@ -75,7 +75,7 @@ check: ## gofmt, go vet, cross-build for darwin (keeps the portable fallback com
 	cd deploy && out=$$(gofmt -l .) && [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
 	cd deploy && $(GO) vet ./... && GOOS=darwin $(GO) vet ./...
 
-image: ## build the container image without Docker: $(DIST)/nat464-sidecar-oci.tar (load with docker/podman load -i, or skopeo copy oci-archive:)
+image: ## build the container image without Docker: dist/nat464-sidecar-oci.tar, or under DIST=dir (load with docker/podman load -i, or skopeo copy oci-archive:)
 	mkdir -p $(DIST)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/nat464-sidecar ./cmd/nat464-sidecar
 	cd deploy && SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/mkimage -binary $(abspath $(DIST))/nat464-sidecar \

@@ -40,14 +40,18 @@ func EnvName(flagName string) string {
 var listFlags = map[string]bool{"inbound": true}
 
 // Parse reads args (without the program name) and, for every flag not given in args, its
-// environment twin through getenv. usage receives the help text on -h. Every error names the flag.
+// environment twin through getenv. usage receives the help text on -h, and nothing on an error:
+// the error is returned, for the caller to print once. Every error names the flag.
 func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
 	c := &Config{}
 	var inbound []string
 	var maxConns, nat64Prefix string
 	var proxyListen []string
 	fs := flag.NewFlagSet("nat464-sidecar", flag.ContinueOnError)
-	fs.SetOutput(usage)
+	// On a bad flag the flag package prints the error and the whole usage before returning the
+	// error; keep it quiet and print the usage only for -h.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.Func("inbound", "LISTEN=TARGET inbound mapping, repeatable (default "+DefaultInbound+")", func(s string) error {
 		inbound = append(inbound, s)
 		return nil
@@ -88,6 +92,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, usage)
 			return nil, ErrHelp
 		}
 		return nil, fmt.Errorf("config: %w", err)
@@ -108,6 +113,16 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		return nil, err
 	}
 	return c, nil
+}
+
+// printUsage writes what the flag package's default usage would: a header, then every flag.
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	if w == nil {
+		return
+	}
+	fmt.Fprintf(w, "Usage of %s:\n", fs.Name())
+	fs.SetOutput(w)
+	fs.PrintDefaults()
 }
 
 // applyEnv sets every flag that args did not set from its NAT464_* twin.

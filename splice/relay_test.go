@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -208,6 +209,46 @@ func TestRelayResetPropagates(t *testing.T) {
 				t.Errorf("Result.Err = %v, want ErrReset wrapping ECONNRESET", got.Err)
 			}
 		})
+	}
+}
+
+// A TLS client commonly ends with close_notify and then a reset (it closes with the server's
+// close_notify unread). Whichever side resets after the data, the Result says so once: the
+// message names "connection reset by peer" a single time (it once read "splice: connection
+// reset by peer: splice: connection reset by peer", ErrReset's text then the errno's).
+func TestRelayResetAfterDataNamedOnce(t *testing.T) {
+	closeNotify := []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00} // a TLS alert record
+	for _, eng := range engines(t) {
+		for _, resetter := range []string{"client", "server"} {
+			t.Run(eng.name+"/"+resetter, func(t *testing.T) {
+				checkLeaks(t)
+				r := newRig(t)
+				e := eng.new(t, Options{})
+				c, res := r.relayOne(e, eng.fds)
+				from, to := c.client, c.server
+				if resetter == "server" {
+					from, to = c.server, c.client
+				}
+				if _, err := from.Write(closeNotify); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(to, make([]byte, len(closeNotify))); err != nil {
+					t.Fatal(err)
+				}
+				from.SetLinger(0)
+				from.Close()
+				if _, err := io.Copy(io.Discard, to); !errors.Is(err, syscall.ECONNRESET) {
+					t.Fatalf("the other end's read ended with %v, want ECONNRESET", err)
+				}
+				got := res.wait(t)
+				if !errors.Is(got.Err, ErrReset) || !errors.Is(got.Err, syscall.ECONNRESET) {
+					t.Fatalf("Result.Err = %v, want ErrReset wrapping ECONNRESET", got.Err)
+				}
+				if n := strings.Count(got.Err.Error(), "connection reset by peer"); n != 1 {
+					t.Errorf("Result.Err = %q names the reset %d times, want once", got.Err, n)
+				}
+			})
+		}
 	}
 }
 

@@ -160,7 +160,9 @@ var (
 	ErrClosed      = errors.New("splice: engine closed")
 	ErrIdleTimeout = errors.New("splice: idle timeout")
 	ErrDrainCut    = errors.New("splice: cut at drain timeout")
-	ErrReset       = errors.New("splice: connection reset by peer")
+	// ErrReset wraps the socket error (ECONNRESET, EPIPE) that ended a flow; its own text does
+	// not repeat that error's, which follows it in the message.
+	ErrReset = errors.New("splice: flow reset")
 	// ErrHandshakeTimeout and ErrHandshakeTooLarge end a handshake on the loop (Handshaker.Cut).
 	ErrHandshakeTimeout  = errors.New("splice: handshake timeout")
 	ErrHandshakeTooLarge = errors.New("splice: handshake too large")

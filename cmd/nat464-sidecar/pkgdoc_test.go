@@ -4,7 +4,9 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -52,5 +54,55 @@ func TestEveryPackageHasOneDoc(t *testing.T) {
 		if len(docs) != 1 {
 			t.Errorf("package %s has %d package doc comments (%v), want exactly 1", dir, len(docs), docs)
 		}
+	}
+}
+
+// make help lists every .PHONY target and every target with a ## comment, and prints no
+// unexpanded make variable: its awk pattern once skipped names with digits (test-e2e) and a
+// comment once showed $(DIST) literally.
+func TestMakeHelpListsEveryTarget(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("make not found (required when CI=true)")
+		}
+		t.Skip("make not found")
+	}
+	root := filepath.Join("..", "..")
+	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	documented := regexp.MustCompile(`^([^\s:#=]+):.*## `)
+	for _, line := range strings.Split(string(makefile), "\n") {
+		if rest, ok := strings.CutPrefix(line, ".PHONY:"); ok {
+			for _, name := range strings.Fields(rest) {
+				want[name] = true
+			}
+		}
+		if m := documented.FindStringSubmatch(line); m != nil {
+			want[m[1]] = true
+		}
+	}
+	if len(want) < 10 {
+		t.Fatalf("found only %d targets in the Makefile", len(want))
+	}
+	out, err := exec.Command("make", "-s", "--no-print-directory", "-C", root, "help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make help: %v\n%s", err, out)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			listed[f[0]] = true
+		}
+	}
+	for name := range want {
+		if !listed[name] {
+			t.Errorf("make help does not list %s", name)
+		}
+	}
+	if strings.Contains(string(out), "$(") {
+		t.Errorf("make help prints an unexpanded variable:\n%s", out)
 	}
 }

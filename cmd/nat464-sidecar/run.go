@@ -28,6 +28,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "nat464-sidecar:", err)
+		fmt.Fprintln(stderr, "Run 'nat464-sidecar --help' for the flags.")
 		return exitUsage
 	}
 	if cfg.ShowVersion {
