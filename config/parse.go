@@ -64,10 +64,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug|info|warn|error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json|text")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
-	fs.Func("proxy-listen", "IP:PORT[,IP:PORT] of the outbound proxy (SOCKS5/4a, HTTP CONNECT, plain-HTTP forwarding), repeatable, or off (default "+DefaultProxyListen+")", func(s string) error {
-		proxyListen = append(proxyListen, s)
-		return nil
-	})
+	fs.Var((*lastList)(&proxyListen), "proxy-listen", "IP:PORT[,IP:PORT] of the outbound proxy (SOCKS5/4a, HTTP CONNECT, plain-HTTP forwarding), or off (default "+DefaultProxyListen+")")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "deadline for a proxy handshake")
 	fs.StringVar(&c.ProxyAuthFile, "proxy-auth-file", "", "file of user:password lines; enables proxy authentication")
 	fs.StringVar(&c.ProxyHandshakes, "proxy-handshakes", ProxyHandshakesGnet,
@@ -232,9 +229,25 @@ func (c *Config) finish(inbound []string, maxConns, nat64Prefix string) error {
 // splice.ResolveEngine says, the engine main builds.
 func (c *Config) ResolvedEngine() Engine { return Engine(splice.ResolveEngine(string(c.Engine))) }
 
-// proxyListen parses the --proxy-listen values (each a comma-separated list): "off" alone
-// disables the proxy; no value at all means DefaultProxyListen, whose addresses may be skipped
-// at bind time on a host without that address family (ProxyListenDefault).
+// lastList is a flag whose value is a comma-separated list; given twice, the last one wins, as
+// for every other single-valued flag (an argument appended later overrides an earlier one).
+type lastList []string
+
+func (l *lastList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *lastList) Set(s string) error {
+	*l = []string{s}
+	return nil
+}
+
+// proxyListen parses the --proxy-listen value (a comma-separated list): "off" alone disables
+// the proxy; no value at all means DefaultProxyListen, whose addresses may be skipped at bind
+// time on a host without that address family (ProxyListenDefault).
 func (c *Config) proxyListen(values []string) error {
 	if len(values) == 0 {
 		values, c.ProxyListenDefault = []string{DefaultProxyListen}, true

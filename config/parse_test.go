@@ -96,7 +96,6 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--proxy-listen", "localhost"}, "--proxy-listen"},
 		{[]string{"--proxy-listen", "127.0.0.1:1080,"}, "--proxy-listen"},
 		{[]string{"--proxy-listen", "127.0.0.1:1080,off"}, "cannot be combined"},
-		{[]string{"--proxy-listen", "127.0.0.1:1080", "--proxy-listen", "off"}, "cannot be combined"},
 		{[]string{"--proxy-listen", "127.0.0.1:1080,[::ffff:127.0.0.1]:1080"}, "given twice"},
 		{[]string{"--proxy-listen", "[fe80::1%eth0]:1080"}, "--proxy-listen"},
 		{[]string{"--proxy-handshakes", "epoll"}, "want gnet or relay"},
@@ -208,7 +207,8 @@ func TestParseProxyListen(t *testing.T) {
 		{nil, "", "[127.0.0.1:1080 [::1]:1080]"},
 		{[]string{"--proxy-listen", "[::1]:1081"}, "", "[[::1]:1081]"},
 		{[]string{"--proxy-listen", "127.0.0.1:1080, [::1]:1080"}, "", "[127.0.0.1:1080 [::1]:1080]"},
-		{[]string{"--proxy-listen", "127.0.0.1:1", "--proxy-listen", "[::1]:2"}, "", "[127.0.0.1:1 [::1]:2]"},
+		{[]string{"--proxy-listen", "127.0.0.1:1", "--proxy-listen", "[::1]:2"}, "", "[[::1]:2]"}, // the last wins
+		{[]string{"--proxy-listen", "127.0.0.1:1", "--proxy-listen", "off"}, "", "[]"},
 		{nil, "[::1]:3,127.0.0.1:3", "[[::1]:3 127.0.0.1:3]"},
 		{[]string{"--proxy-listen", "127.0.0.1:4"}, "[::1]:3", "[127.0.0.1:4]"}, // the flag wins
 		{[]string{"--proxy-listen", "off"}, "", "[]"},
