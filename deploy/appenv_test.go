@@ -69,6 +69,9 @@ func checkAppEnv(spec *corev1.PodSpec, sc sidecar, is *issues) {
 			}
 		}
 		checkNoProxy(c.Name, env, is)
+		if env["NODE_USE_ENV_PROXY"] != "1" {
+			is.add("proxy-env", "container %q: NODE_USE_ENV_PROXY is not 1: Node.js 24+ ignores HTTP(S)_PROXY without it", c.Name)
+		}
 		checkJava(c, env, is)
 	}
 }

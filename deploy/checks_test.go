@@ -142,6 +142,9 @@ func TestChecksCatch(t *testing.T) {
 		{"svc bypasses the proxy", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
 			setEnv(appOf(d), "NO_PROXY", "localhost,127.0.0.1,::1,.svc")
 		}},
+		{"node env proxy off", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
+			setEnv(appOf(d), "NODE_USE_ENV_PROXY", "0")
+		}},
 		{"java options missing", "proxy-env", func(d *appsv1.Deployment, _ *corev1.Service) {
 			setEnv(appOf(d), "JAVA_TOOL_OPTIONS", "")
 		}},

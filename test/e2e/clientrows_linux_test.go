@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -168,11 +169,55 @@ func clientRows(ce clientEnv) []clientRow {
 				return nil, []string{"sh", "-c", `printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$0" | nc -N -w 10 -X ` + x + ` -x localhost:1080 "$0" 80`, host}
 			}})
 	}
+	rows = append(rows, manifestRows(ce, java)...)
 	rows = append(rows, clientRow{client: "proxychains4 + `curl --noproxy '*'`", setting: "`proxy_dns`, `socks5 127.0.0.1 1080`", tools: []string{"proxychains4", "curl"},
 		cmd: func(_, _, url string) ([]string, []string) {
 			return nil, []string{"proxychains4", "-q", "-f", ce.chains, "curl", "-sS", "--max-time", "10", "--noproxy", "*", "--cacert", ce.ca, url}
 		}})
 	return rows
+}
+
+// manifestEnv is the setting column of the rows that run with the manifests' app environment.
+const manifestEnv = "the manifests' app environment (`deploy/testdata/app-env.golden`: `HTTP_PROXY=http://localhost:1080`, `NODE_USE_ENV_PROXY=1`, `JAVA_TOOL_OPTIONS`, ...)"
+
+// manifestRows are the clients that read their proxy from the environment, run with exactly
+// the environment deploy/base gives the app container (and only a CA setting added): the
+// manifests' environment is measured, not only the settings above.
+func manifestRows(ce clientEnv, java func(...string) []string) []clientRow {
+	with := func(extra ...string) []string { return append(slices.Clone(ce.appEnv), extra...) }
+	row := func(client string, tools []string, cmd func(scheme, host, url string) ([]string, []string)) clientRow {
+		return clientRow{client: client, setting: manifestEnv, tools: tools, cmd: cmd}
+	}
+	rows := []clientRow{
+		row("curl", []string{"curl"}, func(_, _, url string) ([]string, []string) {
+			return with("CURL_CA_BUNDLE=" + ce.ca), []string{"curl", "-sS", "--max-time", "10", url}
+		}),
+		row("wget", []string{"wget"}, func(_, _, url string) ([]string, []string) {
+			return with(), []string{"wget", "-nv", "-O", "-", "-t", "1", "-T", "10", "--no-hsts", "--ca-certificate=" + ce.ca, url}
+		}),
+		row("Python 3 `urllib`", []string{"/usr/bin/python3"}, func(_, _, url string) ([]string, []string) {
+			return with("SSL_CERT_FILE=" + ce.ca), []string{"/usr/bin/python3", "-I", "-c", pyGet, url}
+		}),
+		row("Python 3 `requests` (+ PySocks)", []string{"/usr/bin/python3", "python3-requests", "python3-socks"}, func(_, _, url string) ([]string, []string) {
+			return with("REQUESTS_CA_BUNDLE=" + ce.ca), []string{"/usr/bin/python3", "-I", "-c", reqGet, url}
+		}),
+		row("Go `net/http` (`ProxyFromEnvironment`)", nil, func(_, _, url string) ([]string, []string) {
+			return with("SSL_CERT_FILE=" + ce.ca), []string{ce.proxyget, url}
+		}),
+		row("Node.js 26 `fetch`", []string{nodeNewest}, func(_, _, url string) ([]string, []string) {
+			return with("NODE_EXTRA_CA_CERTS=" + ce.ca), []string{nodeNewest, "-e", nodeFetch, url}
+		}),
+	}
+	for _, api := range []struct{ name, mode string }{{"`HttpURLConnection`", "urlconnection"}, {"`java.net.http.HttpClient`", "httpclient"}} {
+		rows = append(rows, row("Java 17 "+api.name, []string{"java", "javac", "keytool"}, func(_, _, url string) ([]string, []string) {
+			return with(), append(java(), "ProxyGet", api.mode, url)
+		}))
+	}
+	r := row("Java 17 `Socket` (unresolved address)", []string{"java", "javac", "keytool"}, func(_, host, _ string) ([]string, []string) {
+		return with(), append(java(), "ProxyGet", "socket", host, "80")
+	})
+	r.na = map[string]string{"https": naTLS}
+	return append(rows, r)
 }
 
 // clientTable is the README table of the measurement: one row per client row, a mark per

@@ -52,6 +52,8 @@ type cellResult struct {
 // clientEnv is what every row's command builder may use: files prepared once per run.
 type clientEnv struct {
 	ca, truststore, javaDir, proxyget, chains, out string
+	// appEnv is the manifests' app environment (deploy/testdata/app-env.golden), NAME=VALUE.
+	appEnv []string
 }
 
 // matrixUID is the pod user every client runs as: not root, and not the sidecar's uid 65532,
@@ -272,6 +274,18 @@ func prepareClients(t *testing.T) clientEnv {
 	}
 	if err := goBuild(root, ce.proxyget, "./test/lab/proxyget"); err != nil {
 		t.Fatal(err)
+	}
+	golden, err := os.ReadFile(filepath.Join(root, "deploy", "testdata", "app-env.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(golden), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			ce.appEnv = append(ce.appEnv, line)
+		}
+	}
+	if len(ce.appEnv) == 0 {
+		t.Fatal("deploy/testdata/app-env.golden holds no variable")
 	}
 	if err := os.MkdirAll(ce.out, 0o777); err != nil {
 		t.Fatal(err)
