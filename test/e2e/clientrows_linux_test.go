@@ -178,7 +178,7 @@ func clientRows(ce clientEnv) []clientRow {
 }
 
 // manifestEnv is the setting column of the rows that run with the manifests' app environment.
-const manifestEnv = "the manifests' app environment (`deploy/testdata/app-env.golden`: `HTTP_PROXY=http://localhost:1080`, `NODE_USE_ENV_PROXY=1`, `JAVA_TOOL_OPTIONS`, ...)"
+const manifestEnv = "the manifests' app environment (`deploy/testdata/app-env.golden`)"
 
 // manifestRows are the clients that read their proxy from the environment, run with exactly
 // the environment deploy/base gives the app container (and only a CA setting added): the
