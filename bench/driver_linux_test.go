@@ -32,6 +32,13 @@ func TestMain(m *testing.M) {
 // that no child is left running.
 func TestDriverEndToEnd(t *testing.T) {
 	needLinux(t)
+	// The report renders a table only where a contender runs beside direct.
+	if _, err := exec.LookPath("microsocks"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but microsocks is missing (.ci/run installs it): the report check needs a contender beside direct")
+		}
+		t.Skip("microsocks not installed (apt-get install microsocks, or make bench-deps)")
+	}
 	plan := Plan{Mode: "test", Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond,
 		ShortDuration: 200 * time.Millisecond, Workers: 2, Workers32: 3, Streams: 1, IdleFlows: 20, Reps: 2, IdleReps: 1}
 	out := t.TempDir()
