@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/nat464/nat464-sidecar/socks"
 )
 
 // Errors of the header pre-scan: each is answered with a 400 (431 for ErrHeaderTooLarge) that
@@ -104,7 +106,7 @@ func checkHeader(block []byte) (conn []string, err error) {
 			return nil, ErrObsFold
 		}
 		name, value, ok := bytes.Cut(line, []byte{':'})
-		if !ok || !isToken(name) {
+		if !ok || !socks.IsToken(name) {
 			return nil, fmt.Errorf("%w: bad field line %.40q", ErrHeaderSyntax, line)
 		}
 		for _, c := range value {
@@ -147,22 +149,6 @@ func isDigits(b []byte) bool {
 	}
 	for _, c := range b {
 		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// isToken reports whether b is a non-empty RFC 9110 token.
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0:
-		default:
 			return false
 		}
 	}

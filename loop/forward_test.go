@@ -28,17 +28,10 @@ func TestProxyForwardsPlainHTTP(t *testing.T) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			st := newOutboundStack(t, resolver.Config{})
-			origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ln := v6Origin(t, func(w http.ResponseWriter, r *http.Request) {
 				n, _ := io.Copy(io.Discard, r.Body)
 				fmt.Fprintf(w, "%s %s %s %d", r.Method, r.Host, r.URL.RequestURI(), n)
-			}))
-			ln, err := net.Listen("tcp6", "[::1]:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			origin.Listener = ln
-			origin.Start()
-			defer origin.Close()
+			})
 			st.dns.AddAAAA("v6.test", time.Minute, "::1")
 			port := ln.Addr().(*net.TCPAddr).Port
 			own := &OwnSockets{}
@@ -110,16 +103,7 @@ func TestForwardAtMaxConns(t *testing.T) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			st := newOutboundStack(t, resolver.Config{})
-			origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.WriteString(w, "ok")
-			}))
-			ln, err := net.Listen("tcp6", "[::1]:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			origin.Listener = ln
-			origin.Start()
-			defer origin.Close()
+			ln := v6Origin(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 			const bound = 20
 			fx := start(t, eng, nil, func(c *Config) { c.Dialer, c.Limit = st.dialer, NewLimiter(bound) })
 			get := fmt.Sprintf("GET http://%s/ HTTP/1.1\r\n\r\n", ln.Addr())
@@ -171,6 +155,20 @@ func TestForwardAtMaxConns(t *testing.T) {
 	}
 }
 
+// v6Origin serves h on [::1] (an IPv6-only origin) until the test ends.
+func v6Origin(t *testing.T, h http.HandlerFunc) net.Listener {
+	t.Helper()
+	origin := httptest.NewUnstartedServer(h)
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin.Listener = ln
+	origin.Start()
+	t.Cleanup(origin.Close)
+	return ln
+}
+
 func waitSlots(t *testing.T, l *Limiter, want int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -187,16 +185,7 @@ func TestForwardSlowClients(t *testing.T) {
 		t.Run(eng, func(t *testing.T) {
 			checkFDs(t)
 			st := newOutboundStack(t, resolver.Config{})
-			origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.WriteString(w, "ok")
-			}))
-			ln, err := net.Listen("tcp6", "[::1]:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			origin.Listener = ln
-			origin.Start()
-			defer origin.Close()
+			ln := v6Origin(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 			fx := start(t, eng, nil, func(c *Config) { c.Dialer, c.Limit = st.dialer, NewLimiter(300) })
 			get := fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nConnection: close\r\n\r\n", ln.Addr())
 			errs := make(chan error, 250)

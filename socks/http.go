@@ -83,7 +83,7 @@ func trimCR(line []byte) []byte {
 func parseRequestLine(line []byte, req *HTTPConnect) error {
 	method, rest, ok1 := bytes.Cut(line, []byte{' '})
 	target, proto, ok2 := bytes.Cut(rest, []byte{' '})
-	if !isToken(method) {
+	if !IsToken(method) {
 		return fmt.Errorf("%w: http: bad request line", ErrMalformed)
 	}
 	if string(method) != "CONNECT" {
@@ -147,7 +147,7 @@ func parsePort(b []byte) (uint16, bool) {
 // whether the line was a Proxy-Authorization header.
 func parseHeader(line []byte, req *HTTPConnect) (bool, error) {
 	name, value, ok := bytes.Cut(line, []byte{':'})
-	if !ok || !isToken(name) {
+	if !ok || !IsToken(name) {
 		return false, fmt.Errorf("%w: http: bad header line", ErrMalformed)
 	}
 	if !bytes.EqualFold(name, []byte("Proxy-Authorization")) {
@@ -170,8 +170,8 @@ func parseHeader(line []byte, req *HTTPConnect) (bool, error) {
 	return true, nil
 }
 
-// isToken reports whether b is a non-empty RFC 9110 token.
-func isToken(b []byte) bool {
+// IsToken reports whether b is a non-empty RFC 9110 token (a method, a field name).
+func IsToken(b []byte) bool {
 	if len(b) == 0 {
 		return false
 	}

@@ -260,19 +260,25 @@ func clientTable(rows []clientRow, results [][]cellResult) string {
 	return b.String()
 }
 
-var clientTableRE = regexp.MustCompile(`(?s)<!-- client-table:begin -->\n(.*?)<!-- client-table:end -->`)
-
 // checkClientTable holds README.md's client table to table (NAT464_UPDATE_README=1 rewrites it).
 func checkClientTable(t *testing.T, table string) {
+	t.Helper()
+	checkReadmeTable(t, "client-table", table)
+}
+
+// checkReadmeTable holds the README.md section between <!-- NAME:begin --> and <!-- NAME:end -->
+// to table, a measurement's rendering; NAT464_UPDATE_README=1 rewrites the section instead.
+func checkReadmeTable(t *testing.T, name, table string) {
 	t.Helper()
 	readme := filepath.Join("..", "..", "README.md")
 	b, err := os.ReadFile(readme)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := clientTableRE.FindSubmatchIndex(b)
+	re := regexp.MustCompile(`(?s)<!-- ` + regexp.QuoteMeta(name) + `:begin -->\n(.*?)<!-- ` + regexp.QuoteMeta(name) + `:end -->`)
+	m := re.FindSubmatchIndex(b)
 	if m == nil {
-		t.Fatal("README.md has no <!-- client-table:begin --> ... <!-- client-table:end --> section")
+		t.Fatalf("README.md has no <!-- %[1]s:begin --> ... <!-- %[1]s:end --> section", name)
 	}
 	if string(b[m[2]:m[3]]) == table {
 		return
@@ -282,8 +288,8 @@ func checkClientTable(t *testing.T, table string) {
 		if err := os.WriteFile(readme, nb, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Log("README.md's client table rewritten from this measurement")
+		t.Logf("README.md's %s rewritten from this measurement", name)
 		return
 	}
-	t.Errorf("README.md's client table differs from the measurement (NAT464_UPDATE_README=1 rewrites it):\n%s", table)
+	t.Errorf("README.md's %s differs from the measurement (NAT464_UPDATE_README=1 rewrites it):\n%s", name, table)
 }

@@ -166,8 +166,6 @@ s.setTimeout(5000, () => { console.error("timeout"); process.exit(1); });
 s.on("data", d => { console.log("peer=" + s.remoteAddress + ":" + s.remotePort, d.toString().split("\r\n")[0]); process.exit(0); });
 s.on("error", e => { console.error(e.message); process.exit(1); });`
 
-var tableRE = regexp.MustCompile(`(?s)<!-- runtime-table:begin -->\n(.*?)<!-- runtime-table:end -->`)
-
 // TestRuntimeTruthTable measures, runtime by runtime, what transparent egress does for an
 // IPv4-only client in an IPv6-only pod, and holds the README's table to the measurement (set
 // NAT464_UPDATE_README=1 to rewrite it).
@@ -229,27 +227,7 @@ func TestRuntimeTruthTable(t *testing.T) {
 	}
 	table := "| runtime | how it resolves and connects | with transparent egress, no proxy setting |\n|---|---|---|\n" +
 		strings.Join(rows, "\n") + "\n"
-	readme := filepath.Join("..", "..", "README.md")
-	b, err := os.ReadFile(readme)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := tableRE.FindSubmatchIndex(b)
-	if m == nil {
-		t.Fatal("README.md has no <!-- runtime-table:begin --> ... <!-- runtime-table:end --> section")
-	}
-	if string(b[m[2]:m[3]]) == table {
-		return
-	}
-	if os.Getenv("NAT464_UPDATE_README") == "1" {
-		nb := append(append(append([]byte{}, b[:m[2]]...), table...), b[m[3]:]...)
-		if err := os.WriteFile(readme, nb, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Log("README.md's runtime table rewritten from this measurement")
-		return
-	}
-	t.Errorf("README.md's runtime table differs from the measurement (NAT464_UPDATE_README=1 rewrites it):\n%s", table)
+	checkReadmeTable(t, "runtime-table", table)
 }
 
 var libpqAttempt = regexp.MustCompile(`connection to server at "[^"]*" \(([^)]+)\), port \d+ failed: (.*)`)
