@@ -547,3 +547,49 @@ func TestForwardShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestForwardExpectContinue: a client that waits for 100 Continue before its body gets the
+// origin's 100 passed on, then its body through, then the final answer.
+func TestForwardExpectContinue(t *testing.T) {
+	origin := startRawOrigin(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		hdr, err := readHeader(br, 1<<16)
+		if err != nil || !strings.Contains(string(hdr), "Expect: 100-continue") {
+			return
+		}
+		br.Discard(len(hdr))
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		body := make([]byte, 5)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	})
+	p := startProxy(t, map[string]string{"a.test:80": origin.addr}, nil)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "PUT http://a.test/x HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("first answer %q (%v), want 100 Continue before any body byte was sent", line, err)
+	}
+	for line != "\r\n" {
+		if line, err = br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 201 || string(b) != "hello" {
+		t.Errorf("final answer %d %q", resp.StatusCode, b)
+	}
+}
