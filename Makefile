@@ -24,7 +24,7 @@ help: ## list the targets
 build: ## build bin/nat464-sidecar (static, version stamped)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nat464-sidecar
 
-run: build ## build and run the sidecar with its defaults (inbound [::]:8080 -> 127.0.0.1:80, proxy 127.0.0.1:1080, admin [::]:9464)
+run: build ## build and run the sidecar with its defaults (inbound [::]:8080 -> 127.0.0.1:80, proxy 127.0.0.1:1080 and [::1]:1080, admin [::]:9464)
 	./$(BIN) $(ARGS)
 
 demo: build ## on loopback: an IPv4-only app reached over [::1] through the sidecar, and an IPv6-only server reached by name through the proxy
