@@ -350,3 +350,119 @@ func TestUDPAssociateShutdown(t *testing.T) {
 		})
 	}
 }
+
+// TestUDPAssociateFilters: answers come back only from addresses the client sent to (a third
+// party that learned the upstream socket's address is dropped as unsolicited), and a name that
+// does not resolve drops its datagrams, counted, while the association goes on.
+func TestUDPAssociateFilters(t *testing.T) {
+	for _, eng := range pairings(t) {
+		t.Run(eng, func(t *testing.T) {
+			checkFDs(t)
+			// An echo that tells the test where the association's upstream socket sends from.
+			pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			senders := make(chan netip.AddrPort, 1)
+			go func() {
+				buf := make([]byte, 2048)
+				for {
+					n, src, err := pc.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						return
+					}
+					select {
+					case senders <- src:
+					default:
+					}
+					pc.WriteToUDPAddrPort(buf[:n], src)
+				}
+			}()
+			echo := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+			fx := start(t, eng, nil, func(c *Config) { c.Dialer = datagramStack(t) })
+			drops := fx.metrics.assoc.drops
+			c := associate(t, fx.proxy, noAuth, nil, anyClient, "127.0.0.1:0")
+			c.echo(t, socks.AddrFromAddrPort(echo), "first", echo)
+			upstream := <-senders
+
+			third, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer third.Close()
+			third.WriteToUDPAddrPort([]byte("unsolicited"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), upstream.Port()))
+			waitCount(t, drops.WithLabelValues(DropUnsolicited), 1)
+
+			c.send(t, datagram(t, 0, socks.Addr{Host: "nx.test", Port: 9}, "nowhere"))
+			waitCount(t, drops.WithLabelValues(DropResolve), 1)
+			c.send(t, datagram(t, 0, socks.Addr{Host: "nx.test", Port: 9}, "nowhere again")) // the failure is remembered (TestAssociationBounds counts plans)
+			waitCount(t, drops.WithLabelValues(DropResolve), 2)
+			c.echo(t, socks.AddrFromAddrPort(echo), "second", echo)
+			c.ctl.Close()
+			waitIdle(t, fx.limit)
+		})
+	}
+}
+
+// countingPlanner plans every destination to 192.0.2.1 and counts the calls.
+type countingPlanner struct {
+	plainDialer
+	mu    sync.Mutex
+	calls map[string]int
+	fail  bool
+}
+
+func (p *countingPlanner) Datagram(_ context.Context, host string, port uint16) (netip.AddrPort, netip.Addr, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls[host]++
+	if p.fail {
+		return netip.AddrPort{}, netip.Addr{}, errors.New("no")
+	}
+	a := netip.MustParseAddr("192.0.2.1")
+	return netip.AddrPortFrom(a, port), a, nil
+}
+
+// TestAssociationBounds: an association plans a destination once, remembers at most
+// maxAssocPlans of them and maxAssocPeers peers, and keeps a failed plan for planRetry.
+func TestAssociationBounds(t *testing.T) {
+	p := &countingPlanner{calls: map[string]int{}}
+	cfg := &Config{Dialer: p}
+	a := &association{cfg: cfg, ctx: context.Background(), plans: map[socks.Addr]plan{}, peers: map[netip.AddrPort]netip.Addr{}}
+	for range 10 {
+		a.plan(socks.Addr{Host: "same", Port: 1})
+	}
+	if p.calls["same"] != 1 {
+		t.Errorf("a destination was planned %d times for 10 datagrams, want 1", p.calls["same"])
+	}
+	for i := range 3 * maxAssocPlans {
+		a.plan(socks.Addr{Host: "h" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Port: 1})
+		if len(a.plans) > maxAssocPlans {
+			t.Fatalf("%d plans remembered, want at most %d", len(a.plans), maxAssocPlans)
+		}
+	}
+	for i := range 2 * maxAssocPeers {
+		a.remember(netip.AddrPortFrom(netip.MustParseAddr("2001:db8::1"), uint16(i)), netip.Addr{})
+		if len(a.peers) > maxAssocPeers {
+			t.Fatalf("%d peers remembered, want at most %d", len(a.peers), maxAssocPeers)
+		}
+	}
+	p.fail = true
+	dst := socks.Addr{Host: "broken", Port: 1}
+	for range 5 {
+		if pl := a.plan(dst); pl.err == nil {
+			t.Fatal("a failed plan came back without its error")
+		}
+	}
+	if p.calls["broken"] != 1 {
+		t.Errorf("a failing destination was planned %d times within planRetry, want 1", p.calls["broken"])
+	}
+	pl := a.plans[dst]
+	pl.at = pl.at.Add(-planRetry)
+	a.plans[dst] = pl
+	a.plan(dst)
+	if p.calls["broken"] != 2 {
+		t.Errorf("after planRetry: %d plans, want 2", p.calls["broken"])
+	}
+}
