@@ -107,7 +107,7 @@ type associations struct {
 	mu       sync.Mutex
 	draining bool
 	live     map[*association]struct{}
-	relays   map[uint16]int // relay ports on loopback -> associations bound there (0 or 1)
+	relays   map[uint16]int // relay ports on loopback -> associations bound there (one per family)
 }
 
 func newAssociations(cfg *Config) *associations {
