@@ -351,7 +351,7 @@ func (a *association) fromClient() {
 			continue
 		}
 		a.up.Add(int64(n - off))
-		m.udpDatagram("up")
+		m.udpDatagram(true)
 	}
 }
 
@@ -429,7 +429,7 @@ func (a *association) fromUpstream() {
 			continue
 		}
 		a.down.Add(int64(n))
-		m.udpDatagram("down")
+		m.udpDatagram(false)
 	}
 }
 

@@ -8,6 +8,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type assocMetrics struct {
 	datagrams *prometheus.CounterVec
 	drops     *prometheus.CounterVec
+	up, down  prometheus.Counter // datagrams' series, looked up once: they count every datagram
 }
 
 func newAssocMetrics(reg prometheus.Registerer) *assocMetrics {
@@ -21,9 +22,7 @@ func newAssocMetrics(reg prometheus.Registerer) *assocMetrics {
 			[]string{"reason"}),
 	}
 	reg.MustRegister(m.datagrams, m.drops)
-	for _, d := range []string{"up", "down"} {
-		m.datagrams.WithLabelValues(d)
-	}
+	m.up, m.down = m.datagrams.WithLabelValues("up"), m.datagrams.WithLabelValues("down")
 	for _, r := range []string{DropSource, DropFragment, DropMalformed, DropResolve, DropPolicy, DropSelf,
 		DropUnsolicited, DropSendFailed} {
 		m.drops.WithLabelValues(r)
@@ -38,9 +37,13 @@ func (m *Metrics) udpDrop(reason string) {
 	m.assoc.drops.WithLabelValues(reason).Inc()
 }
 
-func (m *Metrics) udpDatagram(direction string) {
-	if m == nil {
-		return
+// udpDatagram counts one datagram relayed up (client to destination) or down.
+func (m *Metrics) udpDatagram(up bool) {
+	switch {
+	case m == nil:
+	case up:
+		m.assoc.up.Inc()
+	default:
+		m.assoc.down.Inc()
 	}
-	m.assoc.datagrams.WithLabelValues(direction).Inc()
 }
