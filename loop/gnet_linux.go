@@ -45,6 +45,7 @@ type gnetFrontend struct {
 
 	egress egressSet
 	fwd    *forwarder
+	assoc  *associations
 
 	exited   atomic.Bool // gnet.Rotate returned
 	dials    tracker
@@ -58,6 +59,7 @@ func newGnet(cfg Config, eng *splice.SpliceEngine) (Frontend, error) {
 		pending: map[gnet.Conn]time.Time{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.fwd = newForwarder(&f.cfg)
+	f.assoc = newAssociations(&f.cfg)
 	f.egress = egressSet{acc: accepter{cfg: &f.cfg, draining: f.shutdown.Load, wg: &f.dials}, handle: f.egressConn}
 	return f, nil
 }
@@ -312,6 +314,14 @@ func (f *gnetFrontend) OnTraffic(c gnet.Conn) gnet.Action {
 		}()
 		return gnet.Close
 	}
+	if req.associate { // SOCKS5 UDP ASSOCIATE: served on a goroutine while the connection lives
+		f.dials.wg.Add(1)
+		go func() {
+			defer f.dials.wg.Done()
+			f.assoc.serveFD(fd, early, o, req)
+		}()
+		return gnet.Close
+	}
 	o.request(req)
 	if f.connectLiteral(o, fd, early) || f.raceOnLoop(o, fd, early) {
 		return gnet.Close
@@ -481,7 +491,7 @@ func (f *gnetFrontend) Shutdown(ctx context.Context) error {
 		<-f.stopped
 	default:
 	}
-	fwdErr := f.fwd.shutdown(ctx)
+	fwdErr := errors.Join(f.fwd.shutdown(ctx), f.assoc.shutdown(ctx))
 	err := f.dials.wait(ctx)
 	if err != nil {
 		f.cancel()

@@ -29,6 +29,7 @@ type goroutineFrontend struct {
 	acc    accepter
 	egress egressSet
 	fwd    *forwarder
+	assoc  *associations
 
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // connections not yet handed to the engine
@@ -38,6 +39,7 @@ func newGoroutine(cfg Config, eng *splice.GoroutineEngine) *goroutineFrontend {
 	f := &goroutineFrontend{cfg: cfg, eng: eng, pending: map[net.Conn]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.fwd = newForwarder(&f.cfg)
+	f.assoc = newAssociations(&f.cfg)
 	f.acc = accepter{cfg: &f.cfg, draining: f.shutdown.Load, wg: &f.conns, track: f.track}
 	f.egress = egressSet{acc: f.acc, handle: func(c net.Conn, o *owner, name string, port uint16) {
 		defer f.untrack(c)
@@ -192,6 +194,11 @@ func (f *goroutineFrontend) proxyConn(c net.Conn, o *owner) {
 		f.fwd.serve(c, buf, o)
 		return
 	}
+	if req.associate { // SOCKS5 UDP ASSOCIATE: the association lives as long as c
+		f.untrack(c)
+		f.assoc.serve(c, buf, o, req)
+		return
+	}
 	o.request(req)
 	up, early, gone, err := dialWatching(f.ctx, &f.cfg, c, buf, req.host(), req.dest.Port)
 	if gone { // the client reset: as on the splice loop, no reply and the connect given up
@@ -299,7 +306,7 @@ func (f *goroutineFrontend) Shutdown(ctx context.Context) error {
 		}
 	}
 	f.mu.Unlock()
-	fwdErr := f.fwd.shutdown(ctx)
+	fwdErr := errors.Join(f.fwd.shutdown(ctx), f.assoc.shutdown(ctx))
 	err := f.conns.wait(ctx)
 	if err != nil {
 		f.cancel()

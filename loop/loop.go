@@ -1,6 +1,8 @@
 // Package loop is the sidecar's front end: it owns the listeners (inbound mappings and the
 // outbound proxy port), accepts connections, runs proxy handshakes, and hands every established
-// pair of sockets to a splice.Engine. It never copies payload bytes after a handshake.
+// pair of sockets to a splice.Engine. It never copies a TCP flow's payload after a handshake;
+// the datagrams of SOCKS5 UDP associations are the exception: it relays those itself, on
+// goroutines (associate.go), as a splice engine has no datagram path.
 //
 // Two front ends implement Frontend with the same behaviour: a gnet event loop (Linux, paired
 // with the splice engine) and a portable one built on net.Listener and goroutines.

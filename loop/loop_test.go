@@ -320,7 +320,6 @@ func TestProxyBadInput(t *testing.T) {
 		{"domain length 0", []byte{5, 1, 0, 5, 1, 0, 3, 0, 0, 80}, []byte{5, 0, 5, 8}},
 		{"unknown atyp", []byte{5, 1, 0, 5, 1, 0, 9, 0, 0, 80}, []byte{5, 0, 5, 8}},
 		{"bind", []byte{5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 1, 0, 80}, []byte{5, 0, 5, 7}},
-		{"udp associate", []byte{5, 1, 0, 5, 3, 0, 1, 127, 0, 0, 1, 0, 80}, []byte{5, 0, 5, 7}},
 		{"socks4 bind", []byte{4, 2, 0, 80, 127, 0, 0, 1, 0}, []byte{0, 91}},
 		{"http get in origin form", []byte("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"), []byte("HTTP/1.1 400")},
 		{"http get of https", []byte("GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"), []byte("HTTP/1.1 400")},

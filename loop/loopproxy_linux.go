@@ -76,6 +76,14 @@ func (h *loopHandshake) Feed(b []byte) (int, []byte, *splice.Upstream, error) {
 			f.fwd.serveFD(fd, buf, o)
 		}}, nil
 	}
+	if req.associate { // SOCKS5 UDP ASSOCIATE: the control connection leaves the loop too
+		f := h.f
+		f.dials.wg.Add(1)
+		return n, out, &splice.Upstream{Handoff: func(fd int, buf []byte) {
+			defer f.dials.wg.Done()
+			f.assoc.serveFD(fd, buf, o, req)
+		}}, nil
+	}
 	o.request(req)
 	up := &splice.Upstream{ToClient: req.successReply()}
 	if !req.dest.IsName() {

@@ -17,7 +17,8 @@ type Metrics struct {
 	connectFails *prometheus.CounterVec
 	handshakes   *prometheus.CounterVec
 	rejects      *prometheus.CounterVec
-	byKind       sync.Map // seriesKey -> *flowSeries
+	assoc        *assocMetrics // SOCKS5 UDP ASSOCIATE (udpmetrics.go)
+	byKind       sync.Map      // seriesKey -> *flowSeries
 }
 
 // Reject reasons, the values of the rejects_total "reason" label.
@@ -37,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "nat464", "loop"
 	m := &Metrics{
 		flowsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "flows_total", Help: "Flows relayed (their upstream connected), by kind (inbound, outbound, egress) and engine."},
+			Name: "flows_total", Help: "Flows relayed (their upstream connected), by kind (inbound, outbound, egress, forward, udp_associate) and engine."},
 			[]string{"kind", "engine"}),
 		flowsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "flows_active", Help: "Flows being relayed now, by kind and engine."},
@@ -59,6 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"reason"}),
 	}
 	reg.MustRegister(m.flowsTotal, m.flowsActive, m.bytesTotal, m.flowDuration, m.connectFails, m.handshakes, m.rejects)
+	m.assoc = newAssocMetrics(reg)
 	// Every reject reason is exported from the start, at 0, so alerts can rate() it.
 	for _, r := range []string{RejectMaxConns, RejectHandshakeTimeout, RejectHandshakeBytes, RejectAuth,
 		RejectPolicy, RejectSelf, RejectProtocol, RejectDraining} {

@@ -72,6 +72,10 @@ type request struct {
 	// forward marks a plain-HTTP request (absolute form): nothing is consumed, and the
 	// connection goes to the forwarder with every byte read so far.
 	forward bool
+	// associate marks a SOCKS5 UDP ASSOCIATE (CMD 03): dest is where the client will send its
+	// datagrams from (all zeros if unknown), and the connection goes to the association
+	// (associations.serve), which answers it.
+	associate bool
 }
 
 func (r *request) String() string { return r.dest.String() }
@@ -242,13 +246,13 @@ func (s *session) request5(in []byte) (int, []byte, *request, error) {
 	if errors.Is(err, socks.ErrNeedMore) {
 		return 0, nil, nil, nil
 	}
-	if err == nil && r.Command != socks.CmdConnect {
+	if err == nil && r.Command != socks.CmdConnect && r.Command != socks.CmdUDPAssociate {
 		err = fmt.Errorf("%w: %s", socks.ErrCommandNotSupported, r.Command)
 	}
 	if err != nil {
 		return n, failureReply(s.proto, err), nil, s.refuse(RejectProtocol, replyName(s.proto, err), err)
 	}
-	return n, nil, &request{proto: s.proto, dest: r.Dest}, nil
+	return n, nil, &request{proto: s.proto, dest: r.Dest, associate: r.Command == socks.CmdUDPAssociate}, nil
 }
 
 func (s *session) request4(in []byte) (int, []byte, *request, error) {

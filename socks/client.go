@@ -41,8 +41,13 @@ func AppendRequest(dst []byte, r Request) ([]byte, error) {
 	if !r.Dest.IsValid() {
 		return dst, fmt.Errorf("%w: destination needs an IP or a host name", ErrAddrTypeNotSupported)
 	}
-	dst = append(dst, Version5, byte(r.Command), 0)
-	switch ip := r.Dest.IP; {
+	return appendDest(append(dst, Version5, byte(r.Command), 0), r.Dest)
+}
+
+// appendDest appends ATYP | ADDR | PORT for a valid destination: IPv4 as ATYP 01, any other IP
+// as ATYP 04, a name as ATYP 03.
+func appendDest(dst []byte, d Addr) ([]byte, error) {
+	switch ip := d.IP; {
 	case ip.Is4():
 		a := ip.As4()
 		dst = append(append(dst, byte(AddrIPv4)), a[:]...)
@@ -50,13 +55,13 @@ func AppendRequest(dst []byte, r Request) ([]byte, error) {
 		a := ip.As16()
 		dst = append(append(dst, byte(AddrIPv6)), a[:]...)
 	default:
-		if len(r.Dest.Host) > MaxHostLen {
+		if len(d.Host) > MaxHostLen {
 			return dst, fmt.Errorf("%w: host name longer than %d bytes", ErrAddrTypeNotSupported, MaxHostLen)
 		}
-		dst = append(dst, byte(AddrDomain), byte(len(r.Dest.Host)))
-		dst = append(dst, r.Dest.Host...)
+		dst = append(dst, byte(AddrDomain), byte(len(d.Host)))
+		dst = append(dst, d.Host...)
 	}
-	return binary.BigEndian.AppendUint16(dst, r.Dest.Port), nil
+	return binary.BigEndian.AppendUint16(dst, d.Port), nil
 }
 
 // AppendSOCKS4Request appends a SOCKS4 request, or a SOCKS4a one when r.Is4a is set or the

@@ -13,6 +13,9 @@
 // imports no other package of the module, so the fuzzed parsers compile without the DNS stack
 // or a metrics client (leaf_test.go holds it to that).
 //
+// The UDP ASSOCIATE datagram header (RFC 1928 §7) is parsed from a whole datagram instead:
+// ParseUDPHeader never asks for more bytes, a short datagram is malformed.
+//
 // Encoders are append-style (AppendX(dst, ...) []byte) so callers can reuse buffers. The server
 // side (replies) is what the proxy needs; the client side (requests, and parsers for replies)
 // exists for tests, fuzzing and the fakes in package sockstest.

@@ -196,6 +196,8 @@ func TestFuzzRegressions(t *testing.T) {
 		{"socks5 domain of dots", erase(ParseRequest), "\x05\x01\x00\x03\x01.\x00\x01", nil},
 		{"socks4a host with zone", erase(ParseSOCKS4), "\x04\x01\x00\x50\x00\x00\x00\x01\x00fe80::1%lo\x00", ErrAddrTypeNotSupported},
 		{"socks5 ipv4-in-domain with leading zero", erase(ParseRequest), "\x05\x01\x00\x03\x0801.2.3.4\x00\x01", nil},
+		{"udp mapped ipv4 in domain", erase(ParseUDPHeader), "\x00\x00\x00\x03\x10::ffff:127.0.0.1\x00\x01", nil},
+		{"udp domain length past the end", erase(ParseUDPHeader), "\x00\x00\x00\x03\xff", ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -363,9 +363,11 @@ router_up() {
 servers_up() {
 	local S=$STATE/labsrv T="-tls-dir $STATE/tls -tls-listen"
 	# shellcheck disable=SC2086 # $T is two flags and a flag name
-	start v4srv v4srv "$STATE/v4srv.log" "$S" -name v4srv -listen "$V4SRV:80" $T "$V4SRV:443"
+	start v4srv v4srv "$STATE/v4srv.log" "$S" -name v4srv -listen "$V4SRV:80" $T "$V4SRV:443" \
+		-udp-listen "$V4SRV:7"
 	# shellcheck disable=SC2086
-	start v6srv v6srv "$STATE/v6srv.log" "$S" -name v6srv -listen "[$V6SRV]:80" $T "[$V6SRV]:443"
+	start v6srv v6srv "$STATE/v6srv.log" "$S" -name v6srv -listen "[$V6SRV]:80" $T "[$V6SRV]:443" \
+		-udp-listen "[$V6SRV]:7"
 	# shellcheck disable=SC2086
 	start ds ds "$STATE/ds.log" "$S" -name ds -listen "$DS4:80,[$DS6]:80,[$TWO6A]:80,[$TWO6B]:80" \
 		$T "$DS4:443,[$DS6]:443"

@@ -6,6 +6,9 @@
 //	GET /gen?n=N     N bytes of the labgen stream; &rate=BYTES_PER_SECOND paces it
 //	POST /echo       the request body, back as it came
 //
+// With -udp-listen it also echoes every UDP datagram back to its sender, unchanged (the SOCKS5
+// UDP ASSOCIATE tests' destination).
+//
 // labsrv -gen N writes the stream to stdout instead, labsrv -sum N prints its SHA-256.
 // With -tls-listen it serves the same answers over HTTPS, with the certificate that
 // labsrv -mkcert DIR -names LIST made (a fresh test CA in DIR/ca.pem, lab.sh up runs it).
@@ -38,6 +41,7 @@ func main() {
 	gen := flag.Int64("gen", -1, "write N bytes of the lab stream to stdout and exit")
 	sum := flag.Int64("sum", -1, "print the SHA-256 of N bytes of the lab stream and exit")
 	tlsListen := flag.String("tls-listen", "", "comma-separated IP:PORT list to serve HTTPS on")
+	udpListen := flag.String("udp-listen", "", "comma-separated IP:PORT list to echo UDP datagrams on")
 	tlsDir := flag.String("tls-dir", "", "directory of server.pem and server-key.pem (from -mkcert)")
 	mk := flag.String("mkcert", "", "write a test CA and a server certificate into DIR and exit")
 	names := flag.String("names", "", "with -mkcert: comma-separated names and IPs the certificate is for")
@@ -54,7 +58,7 @@ func main() {
 	case *sum >= 0:
 		fmt.Println(labgen.Sum(*sum))
 	case *listen != "":
-		if err := serve(*name, splitList(*listen), splitList(*tlsListen), *tlsDir); err != nil {
+		if err := serve(*name, splitList(*listen), splitList(*tlsListen), *tlsDir, splitList(*udpListen)); err != nil {
 			log.Fatalf("labsrv: %v", err)
 		}
 	default:
@@ -64,8 +68,9 @@ func main() {
 }
 
 // serve listens on every address (IPv6 ones V6ONLY, as the lab wants single-family servers),
-// plain HTTP on addrs and HTTPS on tlsAddrs, and serves until SIGTERM or SIGINT.
-func serve(name string, addrs, tlsAddrs []string, tlsDir string) error {
+// plain HTTP on addrs and HTTPS on tlsAddrs, echoes UDP on udpAddrs, and serves until SIGTERM or
+// SIGINT.
+func serve(name string, addrs, tlsAddrs []string, tlsDir string, udpAddrs []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv := &http.Server{Handler: handler(name), ReadHeaderTimeout: 10 * time.Second}
@@ -90,6 +95,18 @@ func serve(name string, addrs, tlsAddrs []string, tlsDir string) error {
 			lns = append(lns, tls.NewListener(ln, cfg))
 		}
 	}
+	var pcs []net.PacketConn
+	for _, a := range udpAddrs {
+		pc, err := listenUDP(ctx, a)
+		if err != nil {
+			return err
+		}
+		defer pc.Close()
+		pcs = append(pcs, pc)
+	}
+	for _, pc := range pcs {
+		go udpEcho(pc)
+	}
 	var wg sync.WaitGroup
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
@@ -101,7 +118,8 @@ func serve(name string, addrs, tlsAddrs []string, tlsDir string) error {
 			}
 		}()
 	}
-	log.Printf("labsrv: %s serving on %s, HTTPS on %s", name, strings.Join(addrs, " "), strings.Join(tlsAddrs, " "))
+	log.Printf("labsrv: %s serving on %s, HTTPS on %s, UDP echo on %s", name, strings.Join(addrs, " "),
+		strings.Join(tlsAddrs, " "), strings.Join(udpAddrs, " "))
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -115,18 +133,49 @@ func serve(name string, addrs, tlsAddrs []string, tlsDir string) error {
 }
 
 func listen(ctx context.Context, addr string) (net.Listener, error) {
+	network, lc, err := listenConfig("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return lc.Listen(ctx, network, addr)
+}
+
+func listenUDP(ctx context.Context, addr string) (net.PacketConn, error) {
+	network, lc, err := listenConfig("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return lc.ListenPacket(ctx, network, addr)
+}
+
+// udpEcho sends every datagram back to its sender until pc is closed.
+func udpEcho(pc net.PacketConn) {
+	buf := make([]byte, 65535)
+	for {
+		n, src, err := pc.ReadFrom(buf)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err == nil {
+			_, _ = pc.WriteTo(buf[:n], src)
+		}
+	}
+}
+
+// listenConfig is the network (proto + 4 or 6) for addr, with IPv6 sockets V6ONLY.
+func listenConfig(proto, addr string) (string, net.ListenConfig, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %q: %w", addr, err)
+		return "", net.ListenConfig{}, fmt.Errorf("listen %q: %w", addr, err)
 	}
-	network := "tcp4"
+	network := proto + "4"
 	if strings.Contains(host, ":") {
-		network = "tcp6"
+		network = proto + "6"
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			if network == "tcp6" {
+			if strings.HasSuffix(network, "6") {
 				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1)
 			}
 		})
@@ -135,7 +184,7 @@ func listen(ctx context.Context, addr string) (net.Listener, error) {
 		}
 		return serr
 	}}
-	return lc.Listen(ctx, network, addr)
+	return network, lc, nil
 }
 
 func handler(name string) http.Handler {
