@@ -153,7 +153,20 @@ func (s *associations) serve(c net.Conn, _ []byte, o *owner, req *request) {
 }
 
 // open binds an association's sockets, or fails with the reason (draining, or a bind error).
-func (s *associations) open(c net.Conn, req *request) (*association, error) {
+//
+// An association holds three fds (control, relay, upstream) where a flow slot budgets two (the
+// derived --max-conns), so it takes a second slot for its UDP sockets, given back by remove.
+func (s *associations) open(c net.Conn, req *request) (a *association, err error) {
+	if !s.cfg.Limit.Acquire() {
+		s.cfg.Metrics.reject(RejectMaxConns)
+		warnFull(s.cfg.log(), s.cfg.Limit)
+		return nil, errAssociationSlot
+	}
+	defer func() {
+		if err != nil {
+			s.cfg.Limit.Release()
+		}
+	}()
 	local := addrPortOf(c.LocalAddr())
 	relayIP := netip.IPv6Loopback()
 	if local.Addr().Unmap().Is4() {
@@ -168,7 +181,7 @@ func (s *associations) open(c net.Conn, req *request) (*association, error) {
 		relay.Close()
 		return nil, fmt.Errorf("loop: udp upstream socket: %w", err)
 	}
-	a := &association{set: s, cfg: s.cfg, ctl: c, relay: relay, upstream: up,
+	a = &association{set: s, cfg: s.cfg, ctl: c, relay: relay, upstream: up,
 		relayAddr: relay.LocalAddr().(*net.UDPAddr).AddrPort(),
 		plans:     map[socks.Addr]plan{}, peers: map[netip.AddrPort]netip.Addr{}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
@@ -185,7 +198,11 @@ func (s *associations) open(c net.Conn, req *request) (*association, error) {
 	return a, nil
 }
 
+// errAssociationSlot refuses an association when no second flow slot is left (REP 01).
+var errAssociationSlot = errors.New("loop: max-conns reached: no flow slot for the association's UDP sockets")
+
 func (s *associations) remove(a *association) {
+	s.cfg.Limit.Release()
 	s.mu.Lock()
 	delete(s.live, a)
 	if s.relays[a.relayAddr.Port()]--; s.relays[a.relayAddr.Port()] <= 0 {

@@ -197,8 +197,8 @@ func TestUDPAssociate(t *testing.T) {
 				t.Fatalf("relay %v, want [::1]:port for a control connection on IPv6", c6.relay)
 			}
 			c6.echo(t, socks.Addr{Host: "v6.test", Port: echo6.Port()}, "over ::1", echo6)
-			if got := fx.limit.Active(); got != 2 {
-				t.Errorf("%d flow slots taken, want 2 (one per association)", got)
+			if got := fx.limit.Active(); got != 4 {
+				t.Errorf("%d flow slots taken, want 4 (two per association: it holds three fds)", got)
 			}
 
 			c.ctl.Close()
@@ -464,5 +464,40 @@ func TestAssociationBounds(t *testing.T) {
 	a.plan(dst)
 	if p.calls["broken"] != 2 {
 		t.Errorf("after planRetry: %d plans, want 2", p.calls["broken"])
+	}
+}
+
+// TestUDPAssociateAtMaxConns: an association takes two flow slots (it holds three fds); at the
+// bound a new one is refused with REP 01 and counted, and its slot comes back; once an
+// association ends, a new one gets both slots again. Every pairing.
+func TestUDPAssociateAtMaxConns(t *testing.T) {
+	for _, eng := range pairings(t) {
+		t.Run(eng, func(t *testing.T) {
+			checkFDs(t)
+			d := datagramStack(t)
+			fx := start(t, eng, nil, func(c *Config) { c.Dialer, c.Limit = d, NewLimiter(3) })
+			first := associate(t, fx.proxy, noAuth, nil, anyClient, "127.0.0.1:0")
+			ctl := dialProxy(t, fx.proxy) // the third slot: the control connection fits, its UDP sockets do not
+			req, _ := socks.AppendRequest(nil, socks.Request{Command: socks.CmdUDPAssociate, Dest: anyClient})
+			ctl.Write(append(append([]byte(nil), noAuth...), req...))
+			ctl.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b, _ := io.ReadAll(ctl)
+			if len(b) < 4 || b[3] != byte(socks.ReplyGeneralFailure) {
+				t.Fatalf("association past the bound answered %x, want method selection then REP 01", b)
+			}
+			ctl.Close()
+			if got := gathered(t, fx.reg, "nat464_loop_rejects_total", RejectMaxConns); got != 1 {
+				t.Errorf("max_conns rejects = %v, want 1", got)
+			}
+			waitSlots(t, fx.limit, 2)
+			first.ctl.Close()
+			waitSlots(t, fx.limit, 0)
+			again := associate(t, fx.proxy, noAuth, nil, anyClient, "127.0.0.1:0")
+			if got := fx.limit.Active(); got != 2 {
+				t.Errorf("%d slots for one association, want 2", got)
+			}
+			again.ctl.Close()
+			waitSlots(t, fx.limit, 0)
+		})
 	}
 }
