@@ -1,0 +1,70 @@
+package udp
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkRelay measures request/response datagrams per second through a relay ([::1] to an
+// echo server on 127.0.0.1) against the same clients talking to the echo server directly: each
+// session keeps one datagram in flight, b.N round trips are shared by the sessions. dgram/s
+// counts both directions (what the relay moves); a datagram lost on the way is sent again.
+func BenchmarkRelay(b *testing.B) {
+	for _, size := range []int{64, 1400} {
+		for _, sessions := range []int{1, 64} {
+			for _, eng := range append([]string{"direct"}, engines()...) {
+				b.Run(fmt.Sprintf("%dB/%dsessions/%s", size, sessions, eng), func(b *testing.B) {
+					benchRelay(b, eng, size, sessions)
+				})
+			}
+		}
+	}
+}
+
+func benchRelay(b *testing.B, eng string, size, sessions int) {
+	e := newEcho(b, "127.0.0.1:0")
+	dst, network := e.addr, "udp4"
+	if eng != "direct" {
+		r := startRelay(b, Config{Listen: netip.MustParseAddrPort("[::1]:0"), Target: e.addr, Engine: eng})
+		dst, network = r.Addr(), "udp6"
+	}
+	conns := make([]*net.UDPConn, sessions)
+	for i := range conns {
+		conns[i] = client(b, network)
+		exchange(b, conns[i], dst, []byte("warm"))
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var lost atomic.Int64
+	var wg sync.WaitGroup
+	b.SetBytes(int64(2 * size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, buf := make([]byte, size), make([]byte, MaxDatagram)
+			for left.Add(-1) >= 0 {
+				for {
+					c.WriteToUDPAddrPort(p, dst)
+					c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+					if _, _, err := c.ReadFromUDPAddrPort(buf); err == nil {
+						break
+					}
+					lost.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(2*b.N)/time.Since(start).Seconds(), "dgram/s")
+	b.ReportMetric(float64(lost.Load()), "lost")
+}
