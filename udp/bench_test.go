@@ -29,8 +29,9 @@ func BenchmarkRelay(b *testing.B) {
 func benchRelay(b *testing.B, eng string, size, sessions int) {
 	e := newEcho(b, "127.0.0.1:0")
 	dst, network := e.addr, "udp4"
+	var r *Relay
 	if eng != "direct" {
-		r := startRelay(b, Config{Listen: netip.MustParseAddrPort("[::1]:0"), Target: e.addr, Engine: eng})
+		r = startRelay(b, Config{Listen: netip.MustParseAddrPort("[::1]:0"), Target: e.addr, Engine: eng})
 		dst, network = r.Addr(), "udp6"
 	}
 	conns := make([]*net.UDPConn, sessions)
@@ -44,6 +45,10 @@ func benchRelay(b *testing.B, eng string, size, sessions int) {
 	var wg sync.WaitGroup
 	b.SetBytes(int64(2 * size))
 	b.ReportAllocs()
+	var calls0 uint64
+	if r != nil {
+		calls0 = syscalls(r)
+	}
 	b.ResetTimer()
 	start := time.Now()
 	for _, c := range conns {
@@ -67,4 +72,8 @@ func benchRelay(b *testing.B, eng string, size, sessions int) {
 	b.StopTimer()
 	b.ReportMetric(float64(2*b.N)/time.Since(start).Seconds(), "dgram/s")
 	b.ReportMetric(float64(lost.Load()), "lost")
+	if r != nil && eng == "splice" {
+		// The epoll loop's epoll_wait, recvmmsg and sendmmsg calls per relayed datagram.
+		b.ReportMetric(float64(syscalls(r)-calls0)/float64(2*b.N), "syscalls/dgram")
+	}
 }

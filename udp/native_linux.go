@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -32,6 +33,8 @@ type nEngine struct {
 	epfd     int
 	evfd     int
 	done     chan struct{}
+
+	calls atomic.Uint64 // epoll_wait, recvmmsg and sendmmsg calls (syscalls, for benchmarks)
 
 	mu     sync.Mutex
 	pings  []chan struct{}
@@ -199,6 +202,7 @@ func (n *nEngine) run() {
 			timeout = int(max(time.Duration(lastSweep+int64(sweep)-n.now), time.Millisecond) / time.Millisecond)
 		}
 		k, err := unix.EpollWait(n.epfd, events, timeout)
+		n.calls.Add(1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			n.r.logf("udp: epoll_wait failed; relay stopped", "err", err)
 			return
@@ -263,4 +267,12 @@ func (n *nEngine) end(s *nSession) {
 	delete(n.byFD, s.fd)
 	n.r.st.active.Add(-1)
 	n.r.release()
+}
+
+// syscalls reports the system calls r's loop made, if it runs the epoll engine.
+func syscalls(r *Relay) uint64 {
+	if n, ok := r.eng.(*nEngine); ok {
+		return n.calls.Load()
+	}
+	return 0
 }

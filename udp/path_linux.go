@@ -23,7 +23,7 @@ func (n *nEngine) fromClients() {
 			h.SetControllen(len(n.oobs[i]))
 			h.Flags = 0
 		}
-		k, err := mmsg(unix.SYS_RECVMMSG, n.lfd, n.lh[:], unix.MSG_DONTWAIT)
+		k, err := n.mmsg(unix.SYS_RECVMMSG, n.lfd, n.lh[:], unix.MSG_DONTWAIT)
 		if err != nil || k == 0 {
 			return // EAGAIN, or an error the listener cannot act on
 		}
@@ -123,7 +123,7 @@ func (n *nEngine) fromTarget(s *nSession) {
 	for i := range batch {
 		n.uh[i].Hdr.Flags = 0
 	}
-	k, err := mmsg(unix.SYS_RECVMMSG, int(s.fd), n.uh[:], unix.MSG_DONTWAIT)
+	k, err := n.mmsg(unix.SYS_RECVMMSG, int(s.fd), n.uh[:], unix.MSG_DONTWAIT)
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		return
@@ -165,7 +165,7 @@ func (n *nEngine) fromTarget(s *nSession) {
 // still go; a full socket buffer (EAGAIN) drops what is left of the batch.
 func (n *nEngine) send(fd, k int) (sent, bytes int, drops [numDrops]int) {
 	for i := 0; i < k; {
-		m, err := mmsg(unix.SYS_SENDMMSG, fd, n.sh[i:k], unix.MSG_DONTWAIT)
+		m, err := n.mmsg(unix.SYS_SENDMMSG, fd, n.sh[i:k], unix.MSG_DONTWAIT)
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) {
 				drops[DropSendError] += k - i

@@ -159,6 +159,11 @@ func putReplyCmsg(b []byte, local netip.Addr, ifindex uint32) int {
 }
 
 // mmsg calls recvmmsg or sendmmsg (SYS_RECVMMSG / SYS_SENDMMSG) on a non-blocking socket.
+func (n *nEngine) mmsg(trap uintptr, fd int, hs []unix.Mmsghdr, flags int) (int, error) {
+	n.calls.Add(1)
+	return mmsg(trap, fd, hs, flags)
+}
+
 func mmsg(trap uintptr, fd int, hs []unix.Mmsghdr, flags int) (int, error) {
 	n, _, e := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), uintptr(flags), 0, 0)
 	if e != 0 {
