@@ -113,12 +113,13 @@ type engine interface {
 
 // Relay is one running LISTEN=TARGET mapping.
 type Relay struct {
-	cfg   Config
-	st    *stats
-	eng   engine
-	once  sync.Once
-	cerr  error
-	drain atomic.Bool
+	cfg     Config
+	st      *stats
+	eng     engine
+	once    sync.Once
+	cerr    error
+	drain   atomic.Bool
+	lastLog atomic.Int64 // UnixNano of the last warning (logf)
 }
 
 // Listen binds cfg.Listen and starts relaying.
@@ -215,8 +216,15 @@ func (r *Relay) release() {
 	}
 }
 
+// logf warns at most once a second: a failure that repeats per datagram (the open-file limit
+// reached for every new client) must not flood the log; the drops are counted anyway.
 func (r *Relay) logf(msg string, args ...any) {
-	if r.cfg.Log != nil {
-		r.cfg.Log.Warn(msg, args...)
+	if r.cfg.Log == nil {
+		return
 	}
+	now, last := time.Now().UnixNano(), r.lastLog.Load()
+	if now-last < int64(time.Second) || !r.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	r.cfg.Log.Warn(msg, args...)
 }
