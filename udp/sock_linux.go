@@ -113,11 +113,13 @@ func rawAddrPort(raw *unix.RawSockaddrInet6) netip.AddrPort {
 }
 
 // pktDst finds the destination address (and interface) in a received IP_PKTINFO or
-// IPV6_PKTINFO control message, without allocating.
+// IPV6_PKTINFO control message, without allocating. Headers and payloads are copied into
+// aligned variables, so the buffer may sit at any address.
 func pktDst(oob []byte) (netip.Addr, uint32, bool) {
 	hdr := unix.CmsgLen(0)
 	for len(oob) >= hdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		var h unix.Cmsghdr
+		copy((*[unix.SizeofCmsghdr]byte)(unsafe.Pointer(&h))[:], oob)
 		l := int(h.Len)
 		if l < hdr || l > len(oob) {
 			break
@@ -125,10 +127,12 @@ func pktDst(oob []byte) (netip.Addr, uint32, bool) {
 		data := oob[hdr:l]
 		switch {
 		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
-			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+			var pi unix.Inet6Pktinfo
+			copy((*[unix.SizeofInet6Pktinfo]byte)(unsafe.Pointer(&pi))[:], data)
 			return netip.AddrFrom16(pi.Addr).Unmap(), pi.Ifindex, true
 		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
-			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+			var pi unix.Inet4Pktinfo
+			copy((*[unix.SizeofInet4Pktinfo]byte)(unsafe.Pointer(&pi))[:], data)
 			return netip.AddrFrom4(pi.Addr), uint32(pi.Ifindex), true
 		}
 		next := unix.CmsgSpace(l - hdr)
