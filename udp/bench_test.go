@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,7 +15,8 @@ import (
 // echo server on 127.0.0.1) against the same clients talking to the echo server directly, and
 // through socat (UDP6-LISTEN with fork, a process per client) where it is installed: each
 // session keeps one datagram in flight, b.N round trips are shared by the sessions. dgram/s
-// counts both directions (what the relay moves); a datagram lost on the way is sent again.
+// counts both directions (what the relay moves); p50-us and p99-us are the round trips'
+// request/response latency; a datagram lost on the way is sent again.
 func BenchmarkRelay(b *testing.B) {
 	for _, size := range []int{64, 1400} {
 		for _, sessions := range []int{1, 64} {
@@ -60,25 +62,36 @@ func benchRelay(b *testing.B, eng string, size, sessions int) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	for _, c := range conns {
+	rtts := make([][]time.Duration, len(conns))
+	for i, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			p, buf := make([]byte, size), make([]byte, MaxDatagram)
+			rtt := make([]time.Duration, 0, b.N/len(conns)+1)
 			for left.Add(-1) >= 0 {
 				for {
+					t0 := time.Now()
 					c.WriteToUDPAddrPort(p, dst)
-					c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+					c.SetReadDeadline(t0.Add(200 * time.Millisecond))
 					if _, _, err := c.ReadFromUDPAddrPort(buf); err == nil {
+						rtt = append(rtt, time.Since(t0))
 						break
 					}
 					lost.Add(1)
 				}
 			}
+			rtts[i] = rtt
 		}()
 	}
 	wg.Wait()
 	b.StopTimer()
+	all := slices.Concat(rtts...)
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-us")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-us")
+	}
 	b.ReportMetric(float64(2*b.N)/time.Since(start).Seconds(), "dgram/s")
 	b.ReportMetric(float64(lost.Load()), "lost")
 	if r != nil && eng == "splice" {
