@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -130,5 +131,61 @@ func TestInboundUDPBadInputExitsTwo(t *testing.T) {
 		if !strings.Contains(s.Logs.String(), tt.want) {
 			t.Errorf("message does not name %q:\n%s", tt.want, s.Logs)
 		}
+	}
+}
+
+// 500 clients of random garbage against --udp-max-sessions 100: the sidecar keeps 100 sessions
+// (100 fds), counts the rest as max_sessions drops, keeps serving, and is back to its fd baseline
+// once the sessions idle out.
+func TestInboundUDPFloodAndExpiry(t *testing.T) {
+	requireLinux(t)
+	app := udpEcho(t)
+	dst := netip.AddrPortFrom(netip.IPv6Loopback(), freeUDPPort(t))
+	s := &proc{startSidecar(t, "--proxy-listen", "off", "--inbound", fmt.Sprintf("[::1]:%d=127.0.0.1:9", freePort(t)),
+		"--inbound-udp", fmt.Sprintf("%s=%s", dst, app), "--udp-max-sessions", "100", "--udp-idle-timeout", "300ms").Sidecar, t}
+	base := s.fds()
+	var cs []*net.UDPConn
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	garbage := make([]byte, 1200)
+	for i := range 500 {
+		c, err := net.ListenUDP("udp6", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		rand.Read(garbage[:i%len(garbage)])
+		c.WriteToUDPAddrPort(garbage[:i%len(garbage)], dst)
+		if i%50 == 49 { // let the relay take each burst, so no socket buffer overflows
+			seen := func() float64 {
+				return s.metric("nat464_udp_sessions_total", "") + s.metric("nat464_udp_drops_total", `reason="max_sessions"`)
+			}
+			if v := settleF(seen, float64(i+1)); v != float64(i+1) {
+				t.Fatalf("after %d datagrams the relay saw %v", i+1, v)
+			}
+		}
+	}
+	if v := settleF(func() float64 { return s.metric("nat464_udp_sessions_total", "") }, 100); v != 100 {
+		t.Errorf("sessions_total = %v, want 100", v)
+	}
+	if v := settleF(func() float64 { return s.metric("nat464_udp_drops_total", `reason="max_sessions"`) }, 400); v != 400 {
+		t.Errorf("max_sessions drops = %v, want 400", v)
+	}
+	if got := s.fds() - base; got != 100 {
+		t.Errorf("%d fds more than at start, want 100 (one per session)", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.fds() != base {
+		if time.Now().After(deadline) {
+			t.Fatalf("fds %d, want the baseline %d after the sessions idled out", s.fds(), base)
+		}
+		sleep50()
+	}
+	c := cs[len(cs)-1] // refused before, served now that slots are free
+	if got, ok := udpRoundTrip(c, dst, "after", 5*time.Second); !ok || got != "after" {
+		t.Fatalf("after expiry: %q %v", got, ok)
 	}
 }
