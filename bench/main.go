@@ -79,6 +79,7 @@ var commands = map[string]func(args []string) error{
 	"bulk":      cmdBulk,
 	"idle":      cmdIdle,
 	"run":       cmdRun,
+	"udp":       cmdUDP,
 }
 
 // childCommands are the subcommands the driver runs as children of its own
@@ -86,7 +87,7 @@ var commands = map[string]func(args []string) error{
 var childCommands = []string{"serve", "dns", "socks5min"}
 
 func usage() {
-	fmt.Fprint(os.Stderr, `usage: bench serve|dns|socks5min|rate|bulk|idle|run [flags]
+	fmt.Fprint(os.Stderr, `usage: bench serve|dns|socks5min|rate|bulk|idle|run|udp [flags]
   serve      the app on 127.0.0.1 (and [::1] with -dual): echo, echo-once, sink, source, hold
   dns        name server answering app.bench.test with ::1 and 127.0.0.1
   socks5min  go-socks5-min, a naive SOCKS5 CONNECT server (a peer)
@@ -94,5 +95,6 @@ func usage() {
   bulk       N long streams each direction; Gbit/s
   idle       K idle flows; RSS, PSS and fds per flow of a proxy PID
   run        the driver: all contenders, all tests, report in -out
+  udp        inbound UDP: the sidecar (both engines), direct and socat, 64/1400 B, 1/64 sessions; idle cost
 `)
 }

@@ -88,6 +88,16 @@ type Config struct {
 	// parse time; their listeners are counted in the derived MaxConns too).
 	EgressStatic map[netip.Addr]string
 
+	// Inbound UDP (docs/operations.md, "UDP").
+	// InboundUDP are the --inbound-udp mappings; empty when none.
+	InboundUDP []Mapping
+	// UDPIdleTimeout ends a UDP session with no datagram either way for this long.
+	UDPIdleTimeout time.Duration
+	// UDPMaxSessions bounds the UDP sessions of all mappings together; derived (see
+	// UDPMaxSessionsDerived) it is MaxConns, whose slots the sessions share.
+	UDPMaxSessions        int
+	UDPMaxSessionsDerived bool
+
 	// Admin extras.
 	Pprof bool
 }

@@ -36,8 +36,9 @@ func EnvName(flagName string) string {
 	return "NAT464_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// listFlags are the flags whose environment value is a comma-separated list.
-var listFlags = map[string]bool{"inbound": true}
+// listFlags are the repeatable flags whose environment value is a comma-separated list, each
+// item as if the flag were given once more.
+var listFlags = map[string]bool{"inbound": true, "inbound-udp": true}
 
 // Parse reads args (without the program name) and, for every flag not given in args, its
 // environment twin through getenv. usage receives the help text on -h, and nothing on an error:
@@ -45,6 +46,7 @@ var listFlags = map[string]bool{"inbound": true}
 func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
 	c := &Config{}
 	var inbound []string
+	var uf udpFlags
 	var maxConns, nat64Prefix string
 	var proxyListen []string
 	fs := flag.NewFlagSet("nat464-sidecar", flag.ContinueOnError)
@@ -87,6 +89,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.StringVar(&c.EgressState, "egress-state", "", "file that keeps the egress name/address table across restarts (default: memory only)")
 	fs.IntVar(&c.EgressMaxNames, "egress-max-names", DefaultEgressMaxNames, "most names the DNS server gives an egress address")
 
+	uf.define(fs, c)
+
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, usage)
@@ -97,7 +101,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("config: unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
-	if err := applyEnv(fs, getenv, &inbound); err != nil {
+	if err := applyEnv(fs, getenv, map[string]*[]string{"inbound": &inbound, "inbound-udp": &uf.inbound}); err != nil {
 		return nil, err
 	}
 	if err := c.egress(eg); err != nil {
@@ -107,6 +111,9 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		return nil, err
 	}
 	if err := c.finish(inbound, maxConns, nat64Prefix); err != nil {
+		return nil, err
+	}
+	if err := c.udp(uf); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -122,8 +129,9 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 	fs.PrintDefaults()
 }
 
-// applyEnv sets every flag that args did not set from its NAT464_* twin.
-func applyEnv(fs *flag.FlagSet, getenv func(string) string, inbound *[]string) error {
+// applyEnv sets every flag that args did not set from its NAT464_* twin. The items of a list
+// flag's twin are appended to lists[name].
+func applyEnv(fs *flag.FlagSet, getenv func(string) string, lists map[string]*[]string) error {
 	if getenv == nil {
 		return nil
 	}
@@ -138,7 +146,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string, inbound *[]string) e
 		if listFlags[f.Name] {
 			for _, item := range strings.Split(v, ",") {
 				if item = strings.TrimSpace(item); item != "" {
-					*inbound = append(*inbound, item)
+					*lists[f.Name] = append(*lists[f.Name], item)
 				}
 			}
 			return
@@ -282,11 +290,13 @@ func flagErr(name, value string, err error) error {
 	return fmt.Errorf("config: invalid value %q for --%s (%s): %w", value, name, EnvName(name), err)
 }
 
-func checkDuplicates(ms []Mapping) error {
+func checkDuplicates(ms []Mapping) error { return checkDuplicatesOf("inbound", ms) }
+
+func checkDuplicatesOf(flagName string, ms []Mapping) error {
 	seen := map[netip.AddrPort]bool{}
 	for _, m := range ms {
 		if seen[m.Listen] {
-			return flagErr("inbound", m.String(), fmt.Errorf("listen address %s given twice", m.Listen))
+			return flagErr(flagName, m.String(), fmt.Errorf("listen address %s given twice", m.Listen))
 		}
 		seen[m.Listen] = true
 	}

@@ -80,16 +80,27 @@ func (sc *sidecar) serve(sig <-chan os.Signal) int {
 	return exitOK
 }
 
-// drain fails readiness, stops accepting, lets flows finish up to the drain timeout, then cuts
-// what remains.
+// drain fails readiness, stops accepting, lets flows (and UDP sessions) finish up to the drain
+// timeout, then cuts what remains.
 func (sc *sidecar) drain() int {
 	start := time.Now()
 	sc.admin.SetDraining()
 	ctx, cancel := context.WithTimeout(context.Background(), sc.cfg.DrainTimeout)
 	defer cancel()
+	udpDone := make(chan struct{})
+	var udpActive int
+	var udpCut bool
+	go func() {
+		defer close(udpDone)
+		udpActive, udpCut = sc.udp.shutdown(ctx)
+	}()
 	_ = sc.front.Shutdown(ctx)
 	active := sc.engine.Active()
 	err := sc.engine.Drain(ctx)
+	<-udpDone
+	if len(sc.udp) > 0 {
+		sc.log.Info("udp drained", "sessions_at_start", udpActive, "cut", udpCut)
+	}
 	sc.stopBackground()
 	_ = sc.engine.Close()
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)

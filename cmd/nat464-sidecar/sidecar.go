@@ -28,6 +28,7 @@ type sidecar struct {
 	admin  *admin.Server
 	out    *outbound
 	egress *transparent // nil when transparent egress is off
+	udp    udpRelays    // the --inbound-udp relays
 	auth   *loop.Auth
 	plan   loopPlan
 	procs  int // GOMAXPROCS in force
@@ -38,6 +39,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	defer func() {
 		if err != nil {
 			sc.stopBackground()
+			sc.udp.close()
 			if sc.engine != nil {
 				_ = sc.engine.Close()
 			}
@@ -75,10 +77,12 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		return nil, err
 	}
 	lm := loop.NewMetrics(reg)
+	// TCP flows and UDP sessions share the --max-conns slots.
+	flows := loop.NewLimiter(cfg.MaxConns)
 	sc.front, err = loop.New(loop.Config{
 		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, ProxyListenLenient: cfg.ProxyListenDefault,
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		DialTimeout:      cfg.DialTimeout, Limit: loop.NewLimiter(cfg.MaxConns), Engine: sc.engine, EventLoops: plan.gnet,
+		DialTimeout:      cfg.DialTimeout, Limit: flows, Engine: sc.engine, EventLoops: plan.gnet,
 		Dialer: sc.out.dialer(), Race: sc.out.race, Own: own, Auth: sc.auth, Log: lg, Metrics: lm,
 		IdleTimeout: cfg.IdleTimeout, ForwardMetrics: forward.NewMetrics(reg),
 		ProxyOnLoops: cfg.ProxyHandshakes == config.ProxyHandshakesRelay,
@@ -91,6 +95,10 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		return nil, err
 	}
 	if err := sc.egress.serve(sc.front, sc.out); err != nil {
+		_ = sc.front.Shutdown(context.Background())
+		return nil, err
+	}
+	if sc.udp, err = startUDP(cfg, lg, reg, flows); err != nil {
 		_ = sc.front.Shutdown(context.Background())
 		return nil, err
 	}
@@ -128,6 +136,7 @@ func (sc *sidecar) logStart() {
 	for i, m := range cfg.Inbound {
 		lg.Info("inbound listening", "listen", ls[i].String(), "target", m.Target.String())
 	}
+	sc.udp.logStart(lg)
 	for _, a := range ls[len(cfg.Inbound):] {
 		lg.Info("proxy listening", "listen", a.String(), "protocols", "socks5,socks4a,http-connect,http-forward",
 			"auth", cfg.ProxyAuthFile != "", "handshakes", cfg.ProxyHandshakes)
@@ -137,17 +146,18 @@ func (sc *sidecar) logStart() {
 		how = "derived from RLIMIT_NOFILE"
 	}
 	lg.Info("started", "version", version, "engine", sc.engine.Name(), "max_conns", cfg.MaxConns,
-		"max_conns_from", how, "idle_timeout", cfg.IdleTimeout.String(), "drain_timeout", cfg.DrainTimeout.String(),
+		"max_conns_from", how, "udp_max_sessions", cfg.UDPMaxSessions, "udp_idle_timeout", cfg.UDPIdleTimeout.String(), "idle_timeout", cfg.IdleTimeout.String(), "drain_timeout", cfg.DrainTimeout.String(),
 		"cpus", sc.plan.cpus, "relay_loops", sc.plan.splice, "proxy_loops", sc.plan.gnet, "gomaxprocs", sc.procs)
 }
 
-// readyChecks: every inbound target accepts TCP, the front end responds, and the outbound stack
-// (resolver and NAT64 prefix) is ready.
+// readyChecks: every inbound target accepts TCP, the front end and the UDP relays respond, and
+// the outbound stack (resolver and NAT64 prefix) is ready.
 func (sc *sidecar) readyChecks() []admin.Check {
 	checks := []admin.Check{{Name: "listeners", Fn: sc.front.Ping}}
 	for _, m := range sc.cfg.Inbound {
 		checks = append(checks, admin.TCPCheck("inbound "+m.String(), m.Target.String()))
 	}
+	checks = append(checks, sc.udp.readyCheck()...)
 	checks = append(checks, sc.egress.readyChecks()...)
 	return append(checks, sc.out.readyChecks()...)
 }
