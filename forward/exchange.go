@@ -219,8 +219,9 @@ func (cc *clientConn) copyRequestBody(o *originConn, req *http.Request, chunked 
 	var re readError
 	if errors.As(err, &re) {
 		// The client stopped sending its body (gone, or its idle time ran out): no answer can
-		// reach it, so the origin's wait for one ends too.
-		_ = o.c.SetReadDeadline(time.Unix(1, 0))
+		// reach it, so the origin's wait for one ends too. Closed, not given a past deadline,
+		// which the reader's own response deadline could overwrite.
+		_ = o.c.Close()
 	}
 	if err == nil && chunked {
 		err = writeTrailer(o.bw, req.Trailer)

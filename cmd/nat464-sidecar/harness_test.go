@@ -64,6 +64,22 @@ func (s *proc) fds() int {
 	return len(ents)
 }
 
+// settledFDs is fds once start-up's short-lived descriptors (probe connections, the NAT64
+// discovery's DNS socket) are gone: two reads 50 ms apart that agree, within 2 s.
+func (s *proc) settledFDs() int {
+	s.t.Helper()
+	n := s.fds()
+	for range 40 {
+		sleep50()
+		m := s.fds()
+		if m == n {
+			return m
+		}
+		n = m
+	}
+	return n
+}
+
 // fdKinds counts the process's open sockets and pipe ends.
 func (s *proc) fdKinds() (sockets, pipes int) {
 	s.t.Helper()
