@@ -1,8 +1,6 @@
 package forward
 
 import (
-	"os"
-	"runtime/pprof"
 	"bufio"
 	"bytes"
 	"context"
@@ -14,6 +12,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"testing"
