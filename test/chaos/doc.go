@@ -9,7 +9,7 @@
 //	go test -tags chaos -count=1 -timeout 15m -v ./test/chaos/   (make test-chaos)
 //
 // They need Linux and prlimit (util-linux). Otherwise they skip, except under CI=true, where a
-// missing prerequisite is a failure. CHAOS_SOAK sets the soak's duration (default 2m; release
+// missing prerequisite is a failure. CHAOS_SOAK sets the soak's duration (default 90s; release
 // checks use CHAOS_SOAK=30m).
 //
 // Out of scope: DNS-hostile scenarios (test/e2e and the resolver's own tests) and throughput
