@@ -119,20 +119,24 @@ func TestOpenFileLimit(t *testing.T) {
 			serving(t, f)
 			res := runFlows(300, 50, 11, f.inbound())
 			res2 := runFlows(300, 50, 12, f.socksName())
-			liveOK, liveBad := livez()
+			liveOK, liveBad, liveRun := livez()
 			peak, _ := sm.end()
 			t.Logf("%s under nofile=%d: 2,000 clients in %v: %d served and ended whole, %d not served, %d broken after being served (%v); "+
-				"at the limit %s; /livez %d ok, %d not; every port serving again %v after the clients left; afterwards inbound %s; socks5 %s; peak %s",
+				"at the limit %s; /livez %d ok, %d not (at most %d in a row); every port serving again %v after the clients left; afterwards inbound %s; socks5 %s; peak %s",
 				eng, nofile, time.Since(start).Round(time.Millisecond), served.Load(), unserved.Load(), bad.Load(), firstBad.Load(),
-				atLimit, liveOK, liveBad, recovered.Round(time.Millisecond), res, res2, peak)
+				atLimit, liveOK, liveBad, liveRun, recovered.Round(time.Millisecond), res, res2, peak)
 			if bad.Load() != 0 {
 				t.Errorf("%d flows broke after being served", bad.Load())
 			}
 			if served.Load() == 0 || unserved.Load() == 0 {
 				t.Errorf("served %d, unserved %d: the limit was not reached, or nothing was served", served.Load(), unserved.Load())
 			}
-			if liveBad != 0 {
-				t.Errorf("/livez failed %d times (of %d) during the test", liveBad, liveOK+liveBad)
+			// kubelet restarts the pod after failureThreshold (deploy/base: 3) failed probes in a row,
+			// 10 s apart; these come 100 ms apart, so 3 in a row is already far stricter. A lone
+			// late answer (a 2 s timeout on a loaded 2-core machine, seen on the goroutine engine
+			// with 2,000 clients' goroutines) restarts nothing.
+			if liveRun >= livezFailureThreshold {
+				t.Errorf("/livez failed %d times in a row (%d of %d in all): kubelet would restart the pod", liveRun, liveBad, liveOK+liveBad)
 			}
 			if res.count(whole) != 300 || res2.count(whole) != 300 {
 				t.Errorf("not in full service after the clients left: inbound %s; socks5 %s", res, res2)
@@ -143,18 +147,24 @@ func TestOpenFileLimit(t *testing.T) {
 	}
 }
 
-// probeLivez asks /livez every 100 ms until stopped; stop returns the answers that were 200
-// and those that were not.
-func probeLivez(s *sidecar) (stop func() (ok, bad int)) {
+// livezFailureThreshold is the liveness probe's failureThreshold in deploy/base.
+const livezFailureThreshold = 3
+
+// probeLivez asks /livez every 100 ms until stopped; stop returns the answers that were 200,
+// those that were not, and the longest run of failures in a row.
+func probeLivez(s *sidecar) (stop func() (ok, bad, run int)) {
 	quit, done := make(chan struct{}), make(chan struct{})
-	var ok, bad int
+	var ok, bad, run, cur int
 	go func() {
 		defer close(done)
 		for {
 			if code, _ := s.Get("/livez"); code == http.StatusOK {
 				ok++
+				cur = 0
 			} else {
 				bad++
+				cur++
+				run = max(run, cur)
 			}
 			select {
 			case <-quit:
@@ -163,7 +173,7 @@ func probeLivez(s *sidecar) (stop func() (ok, bad int)) {
 			}
 		}
 	}()
-	return func() (int, int) { close(quit); <-done; return ok, bad }
+	return func() (int, int, int) { close(quit); <-done; return ok, bad, run }
 }
 
 // TestSIGTERM: with 100 checksummed flows in flight (half inbound, half SOCKS5, each about 1.6 s
