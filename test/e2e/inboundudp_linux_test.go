@@ -5,15 +5,11 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // listenPacketIn opens a UDP socket inside network namespace ns, as dialIn does for connects.
@@ -25,8 +21,10 @@ func listenPacketIn(ns, network, addr string) (net.PacketConn, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		c, err, restored := onThreadIn(ns, func() (net.PacketConn, error) {
-			return (&net.ListenConfig{}).ListenPacket(context.Background(), network, addr)
+		var c net.PacketConn
+		restored, err := onThreadIn(ns, func() (err error) {
+			c, err = (&net.ListenConfig{}).ListenPacket(context.Background(), network, addr)
+			return err
 		})
 		if restored {
 			runtime.UnlockOSThread()
@@ -35,26 +33,6 @@ func listenPacketIn(ns, network, addr string) (net.PacketConn, error) {
 	}()
 	r := <-ch
 	return r.c, r.err
-}
-
-// onThreadIn runs open on this (locked) thread after it joined ns, then joins the thread's own
-// namespace again; restored reports whether that worked.
-func onThreadIn(ns string, open func() (net.PacketConn, error)) (c net.PacketConn, err error, restored bool) {
-	self, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
-	if err != nil {
-		return nil, err, true
-	}
-	defer self.Close()
-	target, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		return nil, err, true
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("e2e: setns %s: %w", ns, err), true
-	}
-	c, err = open()
-	return c, err, unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil
 }
 
 // TestInboundUDP: an outside IPv6 client's datagrams reach an IPv4-only UDP server on the pod's

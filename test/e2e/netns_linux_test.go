@@ -41,22 +41,32 @@ func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 }
 
 func dialOnThread(ctx context.Context, ns, network, addr string) (c net.Conn, err error, restored bool) {
+	restored, err = onThreadIn(ns, func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err, restored
+}
+
+// onThreadIn runs open on this (locked) thread after it joined ns, then joins the thread's own
+// namespace again; restored reports whether that worked. Sockets open makes keep ns.
+func onThreadIn(ns string, open func() error) (restored bool, err error) {
 	self, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
 	if err != nil {
-		return nil, err, true
+		return true, err
 	}
 	defer self.Close()
 	target, err := os.Open("/run/netns/" + ns)
 	if err != nil {
-		return nil, err, true
+		return true, err
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("e2e: setns %s: %w", ns, err), true
+		return true, fmt.Errorf("e2e: setns %s: %w", ns, err)
 	}
-	var d net.Dialer
-	c, err = d.DialContext(ctx, network, addr)
-	return c, err, unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil
+	err = open()
+	return unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil, err
 }
 
 // httpIn is an HTTP client whose connections are made inside ns. Close its idle connections
