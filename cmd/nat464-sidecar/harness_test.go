@@ -100,6 +100,37 @@ func (s *proc) fdKinds() (sockets, pipes int) {
 	return sockets, pipes
 }
 
+// udpFDsTo counts the process's UDP sockets connected to 127.0.0.1:port, by the inodes
+// /proc/PID/net/udp lists for that remote address: the sessions of an inbound UDP mapping,
+// whatever else (admin connections, the runtime) comes and goes beside them.
+func (s *proc) udpFDsTo(port int) int {
+	s.t.Helper()
+	pid := s.Cmd.Process.Pid
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/udp", pid))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	remote := fmt.Sprintf("0100007F:%04X", port)
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 9 && f[2] == remote {
+			inodes["socket:["+f[9]+"]"] = true
+		}
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, _ := os.Readlink(filepath.Join(dir, e.Name())); inodes[target] {
+			n++
+		}
+	}
+	return n
+}
+
 // metric returns the sum of the samples of a metric family whose label text contains sel.
 func (s *proc) metric(name, sel string) float64 {
 	s.t.Helper()
