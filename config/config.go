@@ -79,6 +79,8 @@ type Config struct {
 	// EgressRange holds the egress addresses; EgressPorts are the TCP ports served at each.
 	EgressRange netip.Prefix
 	EgressPorts []uint16
+	// EgressUDPPorts are the UDP ports relayed at each egress address (none by default).
+	EgressUDPPorts []uint16
 	// EgressState, if set, keeps the name/address table across restarts.
 	EgressState string
 	// EgressMaxNames bounds the names the DNS server gives an address (each costs a listener
@@ -112,5 +114,5 @@ func (c *Config) EgressListenerFDs() int {
 	if c.DNSListen.IsValid() {
 		names += c.EgressMaxNames
 	}
-	return names * len(c.EgressPorts)
+	return names * (len(c.EgressPorts) + len(c.EgressUDPPorts))
 }

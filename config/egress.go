@@ -15,12 +15,13 @@ const (
 	DefaultEgressRange    = "127.100.0.0/16"
 	DefaultEgressPorts    = "80,443"
 	DefaultEgressMaxNames = 1024
-	// MaxEgressPorts bounds --egress-ports: every port costs a listener per name.
+	// MaxEgressPorts bounds --egress-ports and --egress-udp-ports each: every port costs a
+	// listener per name.
 	MaxEgressPorts = 64
 )
 
 type egressFlags struct {
-	dnsListen, dnsUpstream, egressRange, egressPorts string
+	dnsListen, dnsUpstream, egressRange, egressPorts, egressUDPPorts string
 }
 
 // egress checks the transparent-egress flags and counts the hosts-file names in the range.
@@ -54,6 +55,11 @@ func (c *Config) egress(f egressFlags) error {
 	c.EgressRange = p.Masked()
 	if c.EgressPorts, err = ParsePorts(f.egressPorts); err != nil {
 		return flagErr("egress-ports", f.egressPorts, err)
+	}
+	if f.egressUDPPorts != "" && f.egressUDPPorts != "none" {
+		if c.EgressUDPPorts, err = ParsePorts(f.egressUDPPorts); err != nil {
+			return flagErr("egress-udp-ports", f.egressUDPPorts, err)
+		}
 	}
 	if c.EgressMaxNames < 1 {
 		return flagErr("egress-max-names", strconv.Itoa(c.EgressMaxNames), errors.New("want at least 1"))

@@ -38,7 +38,8 @@ func TestEgressFlags(t *testing.T) {
 	hosts := filepath.Join(t.TempDir(), "hosts")
 	os.WriteFile(hosts, []byte("127.100.0.5 db.internal db\n127.200.0.1 elsewhere\n"), 0o644)
 	c, err := Parse([]string{"--hosts-file", hosts, "--dns-listen", "127.0.0.1:5353", "--dns-upstream", "10.96.0.10, [fd00::10]:5353,192.0.2.53:53",
-		"--egress-ports", "5432,6379-6381,80", "--egress-state", "/state/egress.json", "--egress-max-names", "10"}, env(nil), io.Discard)
+		"--egress-ports", "5432,6379-6381,80", "--egress-state", "/state/egress.json", "--egress-max-names", "10",
+		"--egress-udp-ports", "8125,514"}, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,17 +50,21 @@ func TestEgressFlags(t *testing.T) {
 	if !slices.Equal(c.EgressPorts, []uint16{5432, 6379, 6380, 6381, 80}) || c.EgressState != "/state/egress.json" {
 		t.Errorf("ports %v state %q", c.EgressPorts, c.EgressState)
 	}
-	if len(c.EgressStatic) != 1 || c.EgressListenerFDs() != (10+1)*5 {
+	if !slices.Equal(c.EgressUDPPorts, []uint16{8125, 514}) {
+		t.Errorf("udp ports %v", c.EgressUDPPorts)
+	}
+	if len(c.EgressStatic) != 1 || c.EgressListenerFDs() != (10+1)*(5+2) {
 		t.Errorf("static names %v, listener fds %d", c.EgressStatic, c.EgressListenerFDs())
 	}
 	// The environment twins.
 	c, err = Parse([]string{"--hosts-file", "-"}, env(map[string]string{"NAT464_DNS_LISTEN": "127.0.0.1:53", "NAT464_EGRESS_PORTS": "25",
-		"NAT464_EGRESS_RANGE": "127.64.0.0/10"}), io.Discard)
+		"NAT464_EGRESS_RANGE": "127.64.0.0/10", "NAT464_EGRESS_UDP_PORTS": "443"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DNSListen != netip.MustParseAddrPort("127.0.0.1:53") || !slices.Equal(c.EgressPorts, []uint16{25}) || c.EgressRange.String() != "127.64.0.0/10" {
-		t.Errorf("from the environment: %v %v %v", c.DNSListen, c.EgressPorts, c.EgressRange)
+	if c.DNSListen != netip.MustParseAddrPort("127.0.0.1:53") || !slices.Equal(c.EgressPorts, []uint16{25}) || c.EgressRange.String() != "127.64.0.0/10" ||
+		!slices.Equal(c.EgressUDPPorts, []uint16{443}) {
+		t.Errorf("from the environment: %v %v %v %v", c.DNSListen, c.EgressPorts, c.EgressRange, c.EgressUDPPorts)
 	}
 	// Hosts-file names in the range turn egress on without the DNS server.
 	c, err = Parse([]string{"--hosts-file", hosts}, env(nil), io.Discard)
@@ -88,6 +93,9 @@ func TestEgressFlagErrors(t *testing.T) {
 		{[]string{"--egress-ports", "1000-1100"}, "more than 64"},
 		{[]string{"--egress-ports", ""}, "--egress-ports"},
 		{[]string{"--egress-max-names", "0"}, "--egress-max-names"},
+		{[]string{"--egress-udp-ports", "53,53"}, "--egress-udp-ports"},
+		{[]string{"--egress-udp-ports", "udp"}, "--egress-udp-ports"},
+		{[]string{"--egress-udp-ports", "1-65"}, "more than 64"},
 	} {
 		_, err := Parse(append([]string{"--hosts-file", "-"}, tc.args...), env(nil), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.flag) {

@@ -86,6 +86,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.StringVar(&eg.dnsUpstream, "dns-upstream", "", "IP[:PORT][,IP[:PORT]] the real resolvers, the cluster DNS Service (default: --resolv-conf's nameservers less the sidecar's own)")
 	fs.StringVar(&eg.egressRange, "egress-range", DefaultEgressRange, "loopback range of egress addresses: inside 127.0.0.0/8, without 127.0.0.1")
 	fs.StringVar(&eg.egressPorts, "egress-ports", DefaultEgressPorts, "TCP ports (PORT or FIRST-LAST, comma-separated) served at each egress address")
+	fs.StringVar(&eg.egressUDPPorts, "egress-udp-ports", "", "UDP ports (PORT or FIRST-LAST, comma-separated) relayed at each egress address to the name behind it (default none)")
 	fs.StringVar(&c.EgressState, "egress-state", "", "file that keeps the egress name/address table across restarts (default: memory only)")
 	fs.IntVar(&c.EgressMaxNames, "egress-max-names", DefaultEgressMaxNames, "most names the DNS server gives an egress address")
 

@@ -4,6 +4,8 @@ package udp
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -138,5 +140,24 @@ func TestIdleSessionCost(t *testing.T) {
 				t.Errorf("an idle session costs %.2f fds and %.0f B, want at most 1 fd and 1 KiB", perFD, perByte)
 			}
 		})
+	}
+}
+
+// TestIdleListenerCost opens 1,000 egress relays (Resolve set: the goroutine engine), as
+// transparent egress does for every name and UDP port, and holds each to 1 fd and 16 KiB of Go
+// heap and stack while idle: a listener's reader holds no datagram buffer while it waits.
+func TestIdleListenerCost(t *testing.T) {
+	checkLeaks(t)
+	const n = 1_000
+	never := func(context.Context) (netip.AddrPort, error) { return netip.AddrPort{}, errors.New("unused") }
+	fd0, heap0 := socketCount(), heapInUse()
+	for range n {
+		startRelay(t, Config{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Resolve: never, Kind: KindEgress})
+	}
+	fds, heap := socketCount()-fd0, int64(heapInUse())-int64(heap0)
+	perFD, perByte := float64(fds)/n, float64(heap)/n
+	t.Logf("%d idle egress listeners: %.2f fds and %.0f B of Go heap and stack each", n, perFD, perByte)
+	if perFD > 1 || perByte > 16<<10 {
+		t.Errorf("an idle listener costs %.2f fds and %.0f B, want at most 1 fd and 16 KiB", perFD, perByte)
 	}
 }

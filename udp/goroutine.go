@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -16,15 +17,19 @@ import (
 )
 
 // gEngine is the portable engine: one goroutine reads the listener, one per session reads its
-// upstream socket. A session reader borrows a MaxDatagram buffer from a pool only while a
-// datagram is in hand (readUp), so an idle session costs mostly its goroutine's stack: 7.3 KiB
-// measured (TestIdleSessionCost; 129 KiB with a buffer per reader; the epoll engine's 0.3 KiB).
+// upstream socket. Every reader, the listener's included, borrows a MaxDatagram buffer from a
+// pool only while a datagram is in hand (readUp, readFrom), so an idle session costs mostly its
+// goroutine's stack: 7.3 KiB measured (TestIdleSessionCost; 129 KiB with a buffer per reader;
+// the epoll engine's 0.3 KiB), and an idle listener its stack alone (TestIdleListenerCost).
 type gEngine struct {
 	r        *Relay
 	conn     *net.UDPConn
+	raw      syscall.RawConn
 	local    netip.AddrPort
 	wildcard bool
 	v4       bool
+	ctx      context.Context // ends when the relay closes: cancels Resolve calls
+	cancel   context.CancelFunc
 
 	mu       sync.Mutex
 	sessions map[Key]*gSession
@@ -32,11 +37,44 @@ type gEngine struct {
 	wg       sync.WaitGroup
 }
 
+// Bounds of the datagrams a session holds while Config.Resolve runs, and how long a session
+// whose Resolve failed drops its client's datagrams before the next one tries again.
+const (
+	pendingMax   = 32
+	pendingBytes = 64 << 10
+	failHold     = time.Second
+)
+
 type gSession struct {
 	key  Key
-	up   *net.UDPConn
 	oob  []byte       // the control message that sends a reply from key.Local
 	last atomic.Int64 // time of the last datagram either way, UnixNano
+
+	// up is nil until the target is known (at once without Config.Resolve). Until then the
+	// listener's datagrams wait in pending; failed means Resolve failed.
+	mu      sync.Mutex
+	up      *net.UDPConn
+	pending [][]byte
+	queued  int // bytes in pending
+	failed  bool
+}
+
+// conn returns the session's upstream socket, or nil while it has none: then p was queued
+// (true) or must be dropped (false; reason in drop).
+func (s *gSession) conn(p []byte) (up *net.UDPConn, queued bool, drop int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.up != nil:
+		return s.up, false, 0
+	case s.failed:
+		return nil, false, DropResolve
+	case len(s.pending) == pendingMax || s.queued+len(p) > pendingBytes:
+		return nil, false, DropPending
+	}
+	s.pending = append(s.pending, bytes.Clone(p))
+	s.queued += len(p)
+	return nil, true, 0
 }
 
 func newGoroutine(r *Relay) (engine, error) {
@@ -52,14 +90,21 @@ func newGoroutine(r *Relay) (engine, error) {
 	}
 	_ = conn.SetReadBuffer(listenerBuffer)
 	_ = conn.SetWriteBuffer(listenerBuffer)
-	g := &gEngine{r: r, conn: conn, local: conn.LocalAddr().(*net.UDPAddr).AddrPort(),
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	g := &gEngine{r: r, conn: conn, raw: raw, local: conn.LocalAddr().(*net.UDPAddr).AddrPort(),
 		wildcard: la.Addr().IsUnspecified(), v4: network == "udp4", sessions: map[Key]*gSession{}}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if g.v4 {
 		err = ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
 	} else {
 		err = ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
 	}
 	if err != nil && g.wildcard {
+		g.cancel()
 		conn.Close()
 		return nil, err
 	}
@@ -94,8 +139,13 @@ func (g *gEngine) close() error {
 		return ErrClosed
 	}
 	g.closed = true
+	g.cancel() // sessions still resolving, or holding a failure, end
 	for _, s := range g.sessions {
-		s.up.Close() // its reader ends the session
+		s.mu.Lock()
+		if s.up != nil {
+			s.up.Close() // its reader ends the session
+		}
+		s.mu.Unlock()
 	}
 	g.mu.Unlock()
 	err := g.conn.Close()
@@ -106,37 +156,55 @@ func (g *gEngine) close() error {
 // serve reads the listener until it is closed.
 func (g *gEngine) serve() {
 	defer g.wg.Done()
-	buf := make([]byte, MaxDatagram)
-	oob := make([]byte, 256)
+	var oob []byte
+	if g.wildcard {
+		oob = make([]byte, 256)
+	}
 	st := g.r.st
 	for {
-		n, oobn, flags, src, err := g.conn.ReadMsgUDPAddrPort(buf, oob)
+		bp, n, oobn, src, trunc, err := readFrom(g.conn, g.raw, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue // a stray ICMP error reported on the listener; nothing to do
 		}
-		if flags&msgTrunc != 0 {
+		if trunc {
+			bufs.Put(bp)
 			st.drop(DropTruncated)
 			continue
 		}
-		key := Key{Client: netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), Local: g.local.Addr()}
+		key := Key{Client: src, Local: g.local.Addr()}
 		var ifindex int
 		if g.wildcard {
 			key.Local, ifindex = g.dst(oob[:oobn])
 		}
-		s := g.session(key, ifindex)
-		if s == nil {
-			continue
-		}
-		s.last.Store(time.Now().UnixNano())
-		if _, err := s.up.Write(buf[:n]); err != nil {
-			st.drop(sendDrop(err))
-			continue
-		}
-		st.in(n)
+		g.toTarget(key, ifindex, (*bp)[:n])
+		bufs.Put(bp)
 	}
+}
+
+// toTarget sends one client datagram on its session, which it finds or starts.
+func (g *gEngine) toTarget(key Key, ifindex int, p []byte) {
+	st := g.r.st
+	s := g.session(key, ifindex)
+	if s == nil {
+		return
+	}
+	s.last.Store(time.Now().UnixNano())
+	up, queued, drop := s.conn(p)
+	switch {
+	case queued:
+		return
+	case up == nil:
+		st.drop(drop)
+		return
+	}
+	if _, err := up.Write(p); err != nil {
+		st.drop(sendDrop(err))
+		return
+	}
+	st.in(len(p))
 }
 
 // dst is the local address a datagram was sent to, from its control message.
@@ -171,14 +239,17 @@ func (g *gEngine) session(key Key, ifindex int) *gSession {
 	if g.closed || !g.r.admit(len(g.sessions)) {
 		return nil
 	}
-	up, err := dialUpstream(g.r.cfg.Target)
-	if err != nil {
-		g.r.release()
-		g.r.st.drop(DropSocketError)
-		g.r.logf("udp: cannot open a session socket", "target", g.r.cfg.Target.String(), "err", err)
-		return nil
+	s := &gSession{key: key}
+	if g.r.cfg.Resolve == nil {
+		up, err := dialUpstream(g.r.cfg.Target)
+		if err != nil {
+			g.r.release()
+			g.r.st.drop(DropSocketError)
+			g.r.logf("udp: cannot open a session socket", "target", g.r.cfg.Target.String(), "err", err)
+			return nil
+		}
+		s.up = up
 	}
-	s := &gSession{key: key, up: up}
 	s.last.Store(time.Now().UnixNano())
 	if g.wildcard {
 		s.oob = replyOOB(key.Local, ifindex)
@@ -186,9 +257,69 @@ func (g *gEngine) session(key Key, ifindex int) *gSession {
 	g.sessions[key] = s
 	g.r.st.active.Add(1)
 	g.wg.Add(1)
-	go g.relayBack(s)
+	if s.up == nil {
+		go g.resolve(s)
+	} else {
+		go g.relayBack(s)
+	}
 	return s
 }
+
+// resolve finds s's target with Config.Resolve, connects its socket, sends what waited, and
+// relays replies; a failure drops what waited and holds the session for failHold.
+func (g *gEngine) resolve(s *gSession) {
+	ctx, cancel := context.WithTimeout(g.ctx, resolveTimeout)
+	to, err := g.r.cfg.Resolve(ctx)
+	cancel()
+	var up *net.UDPConn
+	reason := DropResolve
+	if err == nil {
+		if up, err = dialUpstream(to); err != nil {
+			reason = DropSocketError
+		}
+	}
+	st := g.r.st
+	s.mu.Lock()
+	if err != nil {
+		s.failed = true
+		for range s.pending {
+			st.drop(reason)
+		}
+		s.pending, s.queued = nil, 0
+		s.mu.Unlock()
+		if g.ctx.Err() == nil {
+			g.r.logf("udp: no target for a session", "listen", g.local.String(), "client", s.key.Client.String(), "err", err)
+		}
+		defer g.wg.Done()
+		defer g.end(s)
+		t := time.NewTimer(failHold)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-g.ctx.Done():
+		}
+		return
+	}
+	// Sent while holding s.mu, so a datagram the listener reads meanwhile queues behind these.
+	for _, p := range s.pending {
+		if _, werr := up.Write(p); werr != nil {
+			st.drop(sendDrop(werr))
+			continue
+		}
+		st.in(len(p))
+	}
+	s.pending, s.queued = nil, 0
+	s.up = up
+	closed := g.ctx.Err() != nil // close may have run before up was set: it could not close it
+	s.mu.Unlock()
+	if closed {
+		up.Close()
+	}
+	g.relayBack(s)
+}
+
+// resolveTimeout bounds one Config.Resolve call (the resolver's own timeouts are shorter).
+const resolveTimeout = 10 * time.Second
 
 func dialUpstream(target netip.AddrPort) (*net.UDPConn, error) {
 	network := "udp6"
@@ -259,7 +390,11 @@ func (g *gEngine) end(s *gSession) {
 		delete(g.sessions, s.key)
 	}
 	g.mu.Unlock()
-	s.up.Close()
+	s.mu.Lock()
+	if s.up != nil {
+		s.up.Close()
+	}
+	s.mu.Unlock()
 	g.r.st.active.Add(-1)
 	g.r.release()
 }

@@ -37,9 +37,10 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		"nat464_udp_sessions_active": 1, "nat464_udp_sessions_total": 2,
-		"nat464_udp_datagrams_total{direction=in}": 2, "nat464_udp_datagrams_total{direction=out}": 2,
-		"nat464_udp_bytes_total{direction=in}": 10, "nat464_udp_drops_total{reason=unreachable}": 0,
+		"nat464_udp_sessions_active{kind=inbound}": 1, "nat464_udp_sessions_total{kind=inbound}": 2,
+		"nat464_udp_datagrams_total{direction=in}{kind=inbound}": 2, "nat464_udp_datagrams_total{direction=out}{kind=inbound}": 2,
+		"nat464_udp_bytes_total{direction=in}{kind=inbound}": 10, "nat464_udp_drops_total{kind=inbound}{reason=unreachable}": 0,
+		"nat464_udp_sessions_total{kind=egress}": 0,
 	} {
 		if got[k] != want {
 			t.Errorf("%s = %v, want %v", k, got[k], want)

@@ -4,6 +4,7 @@ package udp
 
 import (
 	"net"
+	"net/netip"
 	"syscall"
 )
 
@@ -19,4 +20,15 @@ func readUp(c *net.UDPConn, _ syscall.RawConn) (bp *[]byte, n int, trunc bool, e
 		return nil, 0, false, err
 	}
 	return bp, n, false, nil
+}
+
+// readFrom without recvmsg: a blocked listener reader holds its pooled buffer.
+func readFrom(c *net.UDPConn, _ syscall.RawConn, oob []byte) (bp *[]byte, n, oobn int, from netip.AddrPort, trunc bool, err error) {
+	bp = bufs.Get().(*[]byte)
+	var flags int
+	if n, oobn, flags, from, err = c.ReadMsgUDPAddrPort(*bp, oob); err != nil {
+		bufs.Put(bp)
+		return nil, 0, 0, from, false, err
+	}
+	return bp, n, oobn, from, flags&msgTrunc != 0, nil
 }

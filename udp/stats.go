@@ -11,11 +11,13 @@ const (
 	DropTooBig             // the datagram does not fit the other side's family (EMSGSIZE: an IPv6 client's 65,527 B to an IPv4 target)
 	DropSendError          // sending to the target or back to the client failed otherwise (buffer full, ...)
 	DropSocketError        // a session's upstream socket could not be opened (fd limit, ...)
+	DropResolve            // Config.Resolve failed: the name has no usable address, or the policy refused it
+	DropPending            // a session still resolving its target had no room left for the datagram
 	numDrops
 )
 
 // DropReasons names the drop reasons, indexed by the Drop constants.
-var DropReasons = [numDrops]string{"max_sessions", "draining", "truncated", "unreachable", "too_big", "send_error", "socket_error"}
+var DropReasons = [numDrops]string{"max_sessions", "draining", "truncated", "unreachable", "too_big", "send_error", "socket_error", "resolve", "pending"}
 
 // Stats are a relay's counters. In is client to target, Out target to client.
 type Stats struct {

@@ -1,16 +1,18 @@
-// Package udp relays inbound UDP: a Relay listens on one address (LISTEN of an --inbound-udp
-// mapping) and forwards every client's datagrams to one TARGET through a session, an upstream
-// socket connected to TARGET that belongs to that client address and port and the local address
-// the client sent to. Replies go back from that exact local address and port (IPV6_PKTINFO /
+// Package udp relays UDP: a Relay listens on one address (LISTEN of an --inbound-udp mapping, or
+// an egress address and port) and forwards every client's datagrams to a target through a
+// session, an upstream socket connected to the target that belongs to that client address and
+// port and the local address the client sent to. An inbound relay has one fixed TARGET; an
+// egress relay looks its target up for every new session (Config.Resolve). Replies go back from that exact local address and port (IPV6_PKTINFO /
 // IP_PKTINFO), datagram for datagram: nothing is merged, split or silently truncated.
 //
 // In scope: the listening socket, sessions and their idle expiry, the session bound (shared with
 // the TCP flow slots through a Limiter), drain, drop accounting and the Prometheus metrics. The
 // Linux engine runs non-blocking sockets on one epoll loop per relay with recvmmsg/sendmmsg; the
-// goroutine engine (any OS) runs one goroutine per listener and per session.
+// goroutine engine (any OS, and every relay with Resolve) runs one goroutine per listener and
+// per session on the Go netpoller.
 //
-// Not in scope: SOCKS5 UDP ASSOCIATE and UDP to egress addresses (they may reuse Session-level
-// pieces later), name resolution, NAT64, and flag or environment parsing (config does that).
+// Not in scope: SOCKS5 UDP ASSOCIATE (package loop), name resolution and NAT64 (Resolve is the
+// caller's), and flag or environment parsing (config does that).
 package udp
 
 import (
@@ -21,6 +23,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+)
+
+// Relay kinds, the values of the kind label of the nat464_udp_ metrics.
+const (
+	KindInbound = "inbound"
+	KindEgress  = "egress"
 )
 
 // Defaults for the zero Config.
@@ -57,8 +65,19 @@ type Config struct {
 	// Listen is the local address. An IPv6 address is bound with IPV6_V6ONLY, so the app's IPv4
 	// socket may hold the same port; an IPv4 address is allowed too. Port 0 picks one (see Addr).
 	Listen netip.AddrPort
-	// Target is where every session's upstream socket is connected.
+	// Target is where every session's upstream socket is connected, unless Resolve is set.
 	Target netip.AddrPort
+	// Resolve, if set, picks each new session's target instead of Target (an egress address
+	// stands for a name, whose address may change). Datagrams that arrive while it runs wait
+	// in the session (at most pendingMax of them, pendingBytes in all; more are dropped as
+	// pending), in order. A failure drops them as resolve and holds the session, dropping,
+	// until failHold passes; the client's next datagram then tries again. A relay with
+	// Resolve runs on the goroutine engine: such relays come by the thousand (one per egress
+	// name and port) and share the Go netpoller instead of an epoll loop and 2 MiB of
+	// buffers each.
+	Resolve func(ctx context.Context) (netip.AddrPort, error)
+	// Kind labels the relay's metrics: "inbound" if empty, or "egress".
+	Kind string
 	// IdleTimeout ends a session that saw no datagram either way for this long; if zero,
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -124,8 +143,14 @@ type Relay struct {
 
 // Listen binds cfg.Listen and starts relaying.
 func Listen(cfg Config) (*Relay, error) {
-	if !cfg.Listen.IsValid() || !cfg.Target.IsValid() {
+	if !cfg.Listen.IsValid() || (!cfg.Target.IsValid() && cfg.Resolve == nil) {
 		return nil, errors.New("udp: listen and target addresses are required")
+	}
+	if cfg.Kind == "" {
+		cfg.Kind = KindInbound
+	}
+	if cfg.Resolve != nil {
+		cfg.Engine = "goroutine"
 	}
 	cfg.Listen = netip.AddrPortFrom(cfg.Listen.Addr().Unmap(), cfg.Listen.Port())
 	cfg.Target = netip.AddrPortFrom(cfg.Target.Addr().Unmap(), cfg.Target.Port())
@@ -149,7 +174,7 @@ func Listen(cfg Config) (*Relay, error) {
 // Addr is the bound address (with the port picked when Listen had port 0).
 func (r *Relay) Addr() netip.AddrPort { return r.eng.addr() }
 
-// Target is the address sessions are connected to.
+// Target is the address sessions are connected to (invalid for a relay with Resolve).
 func (r *Relay) Target() netip.AddrPort { return r.cfg.Target }
 
 // Active reports the sessions alive.

@@ -13,6 +13,7 @@ import (
 	"github.com/nat464/nat464-sidecar/egress"
 	"github.com/nat464/nat464-sidecar/loop"
 	"github.com/nat464/nat464-sidecar/resolver"
+	"github.com/nat464/nat464-sidecar/udp"
 )
 
 // transparent is transparent egress: the name/address table, the pod's DNS server (with
@@ -25,6 +26,7 @@ type transparent struct {
 	upstreams []netip.AddrPort // nil without the DNS server
 	dns       *egress.Server
 	dnsAddr   netip.AddrPort
+	udp       *egressUDP // nil without --egress-udp-ports
 }
 
 // newTransparent loads the table (state file and hosts-file names) and works out the upstream
@@ -78,14 +80,21 @@ func (t *transparent) ports() []uint16 {
 }
 
 // serve opens the listeners of every name the table holds (state file, hosts file), then
-// starts the DNS server, whose fresh addresses are listened on before they are answered.
-func (t *transparent) serve(front loop.Frontend, out *outbound) error {
+// starts the DNS server, whose fresh addresses are listened on before they are answered. UDP
+// relays (--egress-udp-ports) share ubase's bound, metrics and log with inbound UDP.
+func (t *transparent) serve(front loop.Frontend, out *outbound, ubase udp.Config) error {
 	if t == nil {
 		return nil
+	}
+	if len(t.cfg.EgressUDPPorts) > 0 {
+		t.udp = &egressUDP{ports: t.cfg.EgressUDPPorts, plan: out.dial, base: ubase, metrics: t.metrics, lg: t.lg}
 	}
 	listen := func(a netip.Addr, name string) {
 		if err := front.ServeEgress(a, name); err != nil {
 			t.lg.Error("egress listeners failed", "addr", a.String(), "name", name, "err", err)
+		}
+		if err := t.udp.serve(a, name); err != nil {
+			t.lg.Error("egress udp listeners failed", "addr", a.String(), "name", name, "err", err)
 		}
 	}
 	entries := t.table.Entries()
@@ -94,7 +103,7 @@ func (t *transparent) serve(front loop.Frontend, out *outbound) error {
 	}
 	if !t.cfg.DNSListen.IsValid() {
 		t.lg.Info("transparent egress: hosts-file names only", "names", len(entries), "range", t.cfg.EgressRange.String(),
-			"ports", fmt.Sprint(t.cfg.EgressPorts))
+			"ports", fmt.Sprint(t.cfg.EgressPorts), "udp_ports", fmt.Sprint(t.cfg.EgressUDPPorts))
 		return nil
 	}
 	srv, err := egress.NewServer(egress.ServerConfig{Table: t.table, Resolver: out.res, Upstreams: t.upstreams,
@@ -109,9 +118,25 @@ func (t *transparent) serve(front loop.Frontend, out *outbound) error {
 	t.dns, t.dnsAddr = srv, addr
 	t.lg.Info("dns server listening", "listen", addr.String(), "upstreams", fmt.Sprint(t.upstreams),
 		"egress_range", t.cfg.EgressRange.String(), "egress_ports", fmt.Sprint(t.cfg.EgressPorts),
+		"egress_udp_ports", fmt.Sprint(t.cfg.EgressUDPPorts),
 		"names", len(entries), "state", t.cfg.EgressState)
 	return nil
 }
+
+// udpSide is the UDP relays' set, nil without --egress-udp-ports.
+func (t *transparent) udpSide() *egressUDP {
+	if t == nil {
+		return nil
+	}
+	return t.udp
+}
+
+// udpRelays are the UDP relays open now.
+func (t *transparent) udpRelays() udpRelays { return t.udpSide().all() }
+
+// stopUDP opens no UDP relay from now on (the DNS server answers on while flows drain) and
+// returns those to drain.
+func (t *transparent) stopUDP() udpRelays { return t.udpSide().stop() }
 
 func (t *transparent) readyChecks() []admin.Check {
 	if t == nil || t.dns == nil {

@@ -90,15 +90,16 @@ func (sc *sidecar) drain() int {
 	udpDone := make(chan struct{})
 	var udpActive int
 	var udpCut bool
+	relays := append(sc.udp, sc.egress.stopUDP()...)
 	go func() {
 		defer close(udpDone)
-		udpActive, udpCut = sc.udp.shutdown(ctx)
+		udpActive, udpCut = relays.shutdown(ctx)
 	}()
 	_ = sc.front.Shutdown(ctx)
 	active := sc.engine.Active()
 	err := sc.engine.Drain(ctx)
 	<-udpDone
-	if len(sc.udp) > 0 {
+	if len(relays) > 0 {
 		sc.log.Info("udp drained", "sessions_at_start", udpActive, "cut", udpCut)
 	}
 	sc.stopBackground()

@@ -40,6 +40,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		if err != nil {
 			sc.stopBackground()
 			sc.udp.close()
+			sc.egress.udpRelays().close()
 			if sc.engine != nil {
 				_ = sc.engine.Close()
 			}
@@ -94,11 +95,12 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	if err := sc.front.Start(); err != nil {
 		return nil, err
 	}
-	if err := sc.egress.serve(sc.front, sc.out); err != nil {
+	ubase := udpBase(cfg, lg, reg, flows)
+	if err := sc.egress.serve(sc.front, sc.out, ubase); err != nil {
 		_ = sc.front.Shutdown(context.Background())
 		return nil, err
 	}
-	if sc.udp, err = startUDP(cfg, lg, reg, flows); err != nil {
+	if sc.udp, err = startUDP(cfg, ubase); err != nil {
 		_ = sc.front.Shutdown(context.Background())
 		return nil, err
 	}
@@ -157,7 +159,7 @@ func (sc *sidecar) readyChecks() []admin.Check {
 	for _, m := range sc.cfg.Inbound {
 		checks = append(checks, admin.TCPCheck("inbound "+m.String(), m.Target.String()))
 	}
-	checks = append(checks, sc.udp.readyCheck()...)
+	checks = append(checks, udpReadyCheck(sc.udp, sc.egress.udpSide())...)
 	checks = append(checks, sc.egress.readyChecks()...)
 	return append(checks, sc.out.readyChecks()...)
 }

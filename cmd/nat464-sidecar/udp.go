@@ -15,21 +15,24 @@ import (
 	"github.com/nat464/nat464-sidecar/udp"
 )
 
-// udpRelays are the --inbound-udp relays, in flag order.
+// udpRelays are UDP relays: the --inbound-udp ones in flag order, or transparent egress's.
 type udpRelays []*udp.Relay
 
-// startUDP binds every --inbound-udp mapping. Sessions take a slot of the UDP bound and one of
-// flows, the limiter the TCP front end uses. On error the relays already started are closed.
-func startUDP(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer, flows *loop.Limiter) (udpRelays, error) {
-	if len(cfg.InboundUDP) == 0 {
-		return nil, nil
-	}
-	m := udp.NewMetrics(reg)
-	limit := udp.Limits(loop.NewLimiter(cfg.UDPMaxSessions), flows)
+// udpBase is what every UDP relay, inbound or egress, shares: the idle timeout, the one session
+// bound (--udp-max-sessions, a slot of which every session takes with one of flows, the limiter
+// the TCP front end uses), the metrics and the log.
+func udpBase(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer, flows *loop.Limiter) udp.Config {
+	return udp.Config{IdleTimeout: cfg.UDPIdleTimeout, MaxSessions: cfg.UDPMaxSessions,
+		Limit: udp.Limits(loop.NewLimiter(cfg.UDPMaxSessions), flows), Metrics: udp.NewMetrics(reg), Log: lg}
+}
+
+// startUDP binds every --inbound-udp mapping. On error the relays already started are closed.
+func startUDP(cfg *config.Config, base udp.Config) (udpRelays, error) {
 	var rs udpRelays
 	for _, mp := range cfg.InboundUDP {
-		r, err := udp.Listen(udp.Config{Listen: mp.Listen, Target: mp.Target, IdleTimeout: cfg.UDPIdleTimeout,
-			MaxSessions: cfg.UDPMaxSessions, Limit: limit, Engine: string(cfg.ResolvedEngine()), Metrics: m, Log: lg})
+		c := base
+		c.Listen, c.Target, c.Engine = mp.Listen, mp.Target, string(cfg.ResolvedEngine())
+		r, err := udp.Listen(c)
 		if err != nil {
 			rs.close()
 			return nil, fmt.Errorf("inbound-udp %s: %w", mp, err)
@@ -45,14 +48,15 @@ func (rs udpRelays) logStart(lg *slog.Logger) {
 	}
 }
 
-// readyCheck passes while every relay's loop (or listener) answers. UDP targets are not probed:
-// nothing tells that a UDP server is up without speaking its protocol.
-func (rs udpRelays) readyCheck() []admin.Check {
-	if len(rs) == 0 {
+// udpReadyCheck passes while every relay's loop (or listener) answers: the inbound ones and
+// those transparent egress has opened so far. UDP targets are not probed: nothing tells that a
+// UDP server is up without speaking its protocol.
+func udpReadyCheck(inbound udpRelays, egress *egressUDP) []admin.Check {
+	if len(inbound) == 0 && egress == nil {
 		return nil
 	}
 	return []admin.Check{{Name: "udp listeners", Fn: func(ctx context.Context) error {
-		for _, r := range rs {
+		for _, r := range append(inbound, egress.all()...) {
 			if err := r.Ping(ctx); err != nil {
 				return fmt.Errorf("%s: %w", r.Addr(), err)
 			}

@@ -300,7 +300,7 @@ func TestTransparentBounds(t *testing.T) {
 	if out, err := podRun(t, "python3", "-c", "import urllib.request,sys; print(urllib.request.urlopen('http://%s:8088/' % sys.argv[1], timeout=5).status)", a.String()); err != nil || strings.TrimSpace(out) != "200" {
 		t.Errorf("the app's own 0.0.0.0:8088 through an egress address: %q %v", out, err)
 	}
-	if _, body := s.probe("/metrics"); !strings.Contains(body, `nat464_egress_port_conflicts_total{port="8088"} 1`) {
+	if _, body := s.probe("/metrics"); !strings.Contains(body, `nat464_egress_port_conflicts_total{port="8088",protocol="tcp"} 1`) {
 		t.Errorf("the held port is not counted once:\n%s", grepLines(body, "nat464_egress_"))
 	}
 	if !strings.Contains(s.logs.String(), "egress port is held by another socket") {
