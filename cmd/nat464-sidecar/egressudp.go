@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/nat464/nat464-sidecar/egress"
+	"github.com/nat464/nat464-sidecar/loop"
 	"github.com/nat464/nat464-sidecar/udp"
 )
 
@@ -69,6 +70,9 @@ func (e *egressUDP) serve(a netip.Addr, name string) error {
 			e.lg.Warn("egress udp port is held by another socket (the app bound to 0.0.0.0?): datagrams to egress addresses on it reach that socket, not the sidecar, and the sidecar leaves the port alone from now on",
 				"port", port, "addr", a.String(), "name", name, "err", err)
 			continue
+		}
+		if errors.Is(err, syscall.EACCES) && port < 1024 {
+			err = fmt.Errorf("%w: %w", loop.ErrLowPort, err)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("egress udp listener %s for %s: %w", cfg.Listen, name, err))
