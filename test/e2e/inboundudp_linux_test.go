@@ -92,4 +92,29 @@ func TestInboundUDP(t *testing.T) {
 			t.Errorf("the app saw %v after %v: one client must be one session", s, first)
 		}
 	}
+
+	// A pod with a second IPv6 address: the wildcard listener answers each client from the
+	// address it sent to (IPV6_PKTINFO); a connected client socket takes nothing else.
+	pod, second := env(t, "LAB_NS_POD"), "2001:db8:1::11"
+	if out, err := run(ctx, pod, "ip", "addr", "add", second+"/64", "dev", "eth0", "nodad"); err != nil {
+		t.Fatalf("second pod address: %v %s", err, out)
+	}
+	defer run(context.Background(), pod, "ip", "addr", "del", second+"/64", "dev", "eth0")
+	for _, a := range []string{second, env(t, "LAB_POD6")} {
+		c2, err := dialIn(ctx, env(t, "LAB_NS_CLIENT"), "udp6", "["+a+"]:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c2.Close()
+		c2.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c2.Write([]byte("to " + a)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 64)
+		n, err := c2.Read(got)
+		if err != nil || string(got[:n]) != "to "+a {
+			t.Errorf("a client of [%s]:%s got %q, %v: the reply must come from that address", a, port, got[:n], err)
+		}
+		<-sources
+	}
 }
