@@ -95,6 +95,6 @@ func usage() {
   bulk       N long streams each direction; Gbit/s
   idle       K idle flows; RSS, PSS and fds per flow of a proxy PID
   run        the driver: all contenders, all tests, report in -out
-  udp        inbound UDP: the sidecar (both engines), direct and socat, 64/1400 B, 1/64 sessions; idle cost
+  udp        UDP: inbound (both engines) and egress through the sidecar, direct and socat, 64/1400 B, 1/64 sessions; idle cost
 `)
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -63,6 +65,7 @@ func cmdUDP(args []string) error {
 	for _, eng := range []string{"splice", "goroutine"} {
 		cs = append(cs, udpContender{name: "sidecar-" + eng, start: sidecarUDP(*sidecar, eng)})
 	}
+	cs = append(cs, udpContender{name: "sidecar-egress", start: sidecarEgressUDP(*sidecar)})
 	if bin := lookBin("socat"); bin != "" {
 		cs = append(cs, udpContender{name: "socat", start: socatUDP(bin)})
 	} else {
@@ -107,7 +110,12 @@ func (r UDPRow) markdown() string {
 
 // udpEcho is the app: a UDP echo server on 127.0.0.1.
 func udpEcho() (netip.AddrPort, func(), error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return udpEchoAt("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+}
+
+// udpEchoAt is a UDP echo server on addr.
+func udpEchoAt(network string, addr *net.UDPAddr) (netip.AddrPort, func(), error) {
+	c, err := net.ListenUDP(network, addr)
 	if err != nil {
 		return netip.AddrPort{}, nil, err
 	}
@@ -153,7 +161,11 @@ func startUDPChild(argv []string, dst netip.AddrPort) (int, func(), error) {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // it and what it forked
 		cmd.Wait()
 	}
-	c, err := net.ListenUDP("udp6", nil)
+	network := "udp6"
+	if dst.Addr().Is4() {
+		network = "udp4"
+	}
+	c, err := net.ListenUDP(network, nil)
 	if err != nil {
 		stop()
 		return 0, nil, err
@@ -181,6 +193,51 @@ func sidecarUDP(bin, engine string) func(netip.AddrPort) (netip.AddrPort, int, f
 			"--inbound", fmt.Sprintf("[::1]:%d=127.0.0.1:9", tcp), "--inbound-udp", fmt.Sprintf("%s=%s", dst, app),
 			"--max-conns", "30000", "--udp-max-sessions", "30000"}, dst)
 		return dst, pid, stop, err
+	}
+}
+
+// sidecarEgressUDP is egress UDP (--egress-udp-ports): the clients send to an
+// egress address, which the sidecar's hosts file gives to benchName (a static
+// egress name); each session looks the name up at the bench DNS server (AAAA
+// ::1, the native address first) and relays to an echo server on [::1] at the
+// same port. The app echo is not used: the name's server is this one.
+func sidecarEgressUDP(bin string) func(netip.AddrPort) (netip.AddrPort, int, func(), error) {
+	return func(netip.AddrPort) (netip.AddrPort, int, func(), error) {
+		fail := func(err error) (netip.AddrPort, int, func(), error) { return netip.AddrPort{}, 0, nil, err }
+		server, stopServer, err := udpEchoAt("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+		if err != nil {
+			return fail(err)
+		}
+		ns := &NameServer{}
+		dnsAddr, err := ns.Start()
+		if err != nil {
+			stopServer()
+			return fail(err)
+		}
+		dir, err := os.MkdirTemp("", "bench-egress-udp-")
+		cleanup := func() { ns.Close(); stopServer(); os.RemoveAll(dir) }
+		if err != nil {
+			cleanup()
+			return fail(err)
+		}
+		rc, hf := filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "hosts")
+		err = errors.Join(os.WriteFile(rc, []byte("nameserver "+dnsAddr+"\n"), 0o644),
+			os.WriteFile(hf, []byte(egressAddr+" "+benchName+"\n"), 0o644))
+		tcp, perr := listenPairPort()
+		if err = errors.Join(err, perr); err != nil {
+			cleanup()
+			return fail(err)
+		}
+		dst := netip.AddrPortFrom(netip.MustParseAddr(egressAddr), server.Port())
+		pid, stop, err := startUDPChild([]string{bin, "--proxy-listen", "off", "--admin-listen", "off",
+			"--inbound", fmt.Sprintf("[::1]:%d=127.0.0.1:9", tcp), "--resolv-conf", rc, "--hosts-file", hf,
+			"--nat64-prefix", "none", "--egress-ports", strconv.Itoa(tcp), "--egress-udp-ports", strconv.Itoa(int(server.Port())),
+			"--max-conns", "30000", "--udp-max-sessions", "30000"}, dst)
+		if err != nil {
+			cleanup()
+			return fail(err)
+		}
+		return dst, pid, func() { stop(); cleanup() }, nil
 	}
 }
 
