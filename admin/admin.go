@@ -27,6 +27,8 @@ const (
 	PathStartupz = "/startupz"
 	PathMetrics  = "/metrics"
 	PathPprof    = "/debug/pprof/"
+	// PathClients maps --inbound-source loopback addresses back to the clients (Server.Clients).
+	PathClients = "/clients"
 )
 
 // Check is one named probe condition; Fn returns nil when it holds.
@@ -55,6 +57,8 @@ type Server struct {
 	Gatherer prometheus.Gatherer
 	// Pprof serves /debug/pprof when true.
 	Pprof bool
+	// Clients, if non-nil, serves GET /clients (the --inbound-source tables, clients.Handler).
+	Clients http.Handler
 	// MaxConns bounds the connections served at once; over it, new ones are closed at once. If
 	// zero, DefaultMaxConns.
 	MaxConns int
@@ -108,6 +112,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathStartupz, s.serveStartup)
 	if s.Gatherer != nil {
 		mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.Clients != nil {
+		mux.Handle("GET "+PathClients, s.Clients)
 	}
 	if s.Pprof {
 		mux.HandleFunc(PathPprof, pprof.Index)

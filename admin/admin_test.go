@@ -104,3 +104,23 @@ func TestTCPCheck(t *testing.T) {
 		t.Error("closed port reported ready")
 	}
 }
+
+func TestClientsEndpoint(t *testing.T) {
+	s := &Server{}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, PathClients, nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("/clients without tables: %d, want 404", rec.Code)
+	}
+	s.Clients = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"clients":[]}`)) })
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, PathClients, nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != `{"clients":[]}` {
+		t.Errorf("/clients: %d %q", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, PathClients, nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /clients: %d", rec.Code)
+	}
+}

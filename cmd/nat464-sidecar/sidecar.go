@@ -29,6 +29,7 @@ type sidecar struct {
 	out    *outbound
 	egress *transparent // nil when transparent egress is off
 	udp    udpRelays    // the --inbound-udp relays
+	srcs   sourceTables // the --inbound-source tables
 	auth   *loop.Auth
 	plan   loopPlan
 	procs  int // GOMAXPROCS in force
@@ -79,7 +80,9 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	lm := loop.NewMetrics(reg)
 	// TCP flows and UDP sessions share the --max-conns slots.
 	flows := loop.NewLimiter(cfg.MaxConns)
+	sc.srcs = newSourceTables(cfg, lg, reg)
 	sc.front, err = loop.New(loop.Config{
+		Sources: sc.srcs.byRange,
 		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, ProxyListenLenient: cfg.ProxyListenDefault,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		DialTimeout:      cfg.DialTimeout, Limit: flows, Engine: sc.engine, EventLoops: plan.gnet,
@@ -106,7 +109,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	sc.plan = plan
 	sc.admin = &admin.Server{Addr: cfg.AdminListen, Gatherer: reg, Pprof: cfg.Pprof, Info: sc.info,
 		Live: []admin.Check{{Name: "event_loops", Fn: loop.Alive(sc.front)}}, Ready: sc.readyChecks(),
-		Rejects: admin.NewRejects(reg)}
+		Rejects: admin.NewRejects(reg), Clients: sc.srcs.handler()}
 	if cfg.AdminListen != "off" {
 		addr, err := sc.admin.Start()
 		if err != nil {
@@ -134,8 +137,16 @@ func (sc *sidecar) logStart() {
 	cfg, lg := sc.cfg, sc.log
 	ls := sc.front.Listeners()
 	for i, m := range cfg.Inbound {
-		lg.Info("inbound listening", "listen", ls[i].String(), "target", m.Target.String())
+		attrs := []any{"listen", ls[i].String(), "target", m.Target.String()}
+		if m.ProxyProtocol != 0 {
+			attrs = append(attrs, "proxy_protocol", m.ProxyProtocol.String())
+		}
+		if m.Source.IsValid() {
+			attrs = append(attrs, "source_range", m.Source.String())
+		}
+		lg.Info("inbound listening", attrs...)
 	}
+	sc.srcs.logStart(lg)
 	sc.udp.logStart(lg)
 	for _, a := range ls[len(cfg.Inbound):] {
 		lg.Info("proxy listening", "listen", a.String(), "protocols", "socks5,socks4a,http-connect,http-forward",
