@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -228,4 +229,23 @@ func ExampleTable_Source() {
 	again, _ := tb.Source(netip.MustParseAddr("2001:db8:2::20"))
 	fmt.Println(a, b, again)
 	// Output: 127.128.0.1 127.128.0.2 127.128.0.1
+}
+
+// Every metric the package registers is documented in docs/operations.md.
+func TestMetricsDocumented(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	NewMetrics(reg).Init(netip.MustParsePrefix("127.128.0.0/9"))
+	fams, err := reg.Gather()
+	if err != nil || len(fams) != 2 {
+		t.Fatalf("gathered %d families, %v", len(fams), err)
+	}
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if !strings.Contains(string(doc), "`"+f.GetName()+"`") {
+			t.Errorf("docs/operations.md does not document %s", f.GetName())
+		}
+	}
 }
