@@ -67,19 +67,20 @@ type entry struct {
 // New returns an empty table for cfg.Range.
 func New(cfg Config) *Table {
 	r := cfg.Range.Masked()
+	t := &Table{cfg: cfg, byClient: map[netip.Addr]*entry{}}
+	if !r.IsValid() || !r.Addr().Is4() {
+		return t // no address to give: every client overflows (config never lets this through)
+	}
 	size := uint64(1) << (32 - r.Bits())
 	limit := cfg.MaxClients
 	if limit <= 0 {
 		limit = DefaultMaxClients
 	}
-	if size < 2 {
-		size = 2
-	}
-	limit = int(min(uint64(limit), size-2))
+	t.limit = int(min(uint64(limit), max(size, 2)-2))
 	a := r.Addr().As4()
+	t.first = (uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])) + 1
 	cfg.Metrics.Init(r)
-	return &Table{cfg: cfg, limit: limit, byClient: map[netip.Addr]*entry{},
-		first: (uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])) + 1}
+	return t
 }
 
 // Capacity is how many clients the table can hold.

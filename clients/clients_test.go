@@ -129,6 +129,17 @@ func TestFullTable(t *testing.T) {
 	}
 }
 
+// A table without a usable range (config never builds one) gives nothing and does not panic.
+func TestNoRange(t *testing.T) {
+	for _, r := range []netip.Prefix{{}, netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("127.0.0.5/32")} {
+		tb := New(Config{Range: r})
+		if a, ok := tb.Source(c1); ok || tb.Capacity() != 0 {
+			t.Errorf("%v: gave %v, capacity %d", r, a, tb.Capacity())
+		}
+		tb.Snapshot(nil)
+	}
+}
+
 func TestConcurrentSources(t *testing.T) {
 	tb := New(Config{Range: netip.MustParsePrefix("127.64.0.0/16")})
 	var wg sync.WaitGroup
