@@ -233,12 +233,25 @@ func (s *Server) serveChecks(w http.ResponseWriter, _ *http.Request, res readine
 }
 
 // TCPCheck returns a check that holds when addr accepts a TCP connection.
-func TCPCheck(name, addr string) Check {
+func TCPCheck(name, addr string) Check { return TCPCheckHello(name, addr, nil) }
+
+// TCPCheckHello is TCPCheck that writes hello before it closes: the PROXY protocol header of a
+// health check, for an app that expects one on every connection.
+func TCPCheckHello(name, addr string, hello []byte) Check {
 	return Check{Name: name, Fn: func(ctx context.Context) error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
+		}
+		if len(hello) > 0 {
+			if dl, ok := ctx.Deadline(); ok {
+				_ = c.SetWriteDeadline(dl)
+			}
+			if _, err := c.Write(hello); err != nil {
+				c.Close()
+				return err
+			}
 		}
 		return c.Close()
 	}}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -122,5 +124,29 @@ func TestClientsEndpoint(t *testing.T) {
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, PathClients, nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /clients: %d", rec.Code)
+	}
+}
+
+func TestTCPCheckHello(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	if err := TCPCheckHello("app", ln.Addr().String(), []byte("PROXY UNKNOWN\r\n")).Fn(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "PROXY UNKNOWN\r\n" {
+		t.Errorf("the app read %q", s)
 	}
 }

@@ -132,3 +132,16 @@ func AppendV2(b []byte, src, dst netip.AddrPort) []byte {
 	b = binary.BigEndian.AppendUint16(b, src.Port())
 	return binary.BigEndian.AppendUint16(b, dst.Port())
 }
+
+// AppendLocal appends the header of a connection the sender makes on its own behalf, such as a
+// health check, which relays no client: v2's LOCAL command (the receiver uses the connection's
+// own addresses), v1's "PROXY UNKNOWN\r\n", the nearest v1 has.
+func AppendLocal(b []byte, v Version) []byte {
+	switch v {
+	case V1:
+		return append(b, "PROXY UNKNOWN\r\n"...)
+	case V2:
+		return append(append(b, sigV2[:]...), v2Local, famUnspec, 0, 0)
+	}
+	return b
+}

@@ -68,6 +68,19 @@ func TestAppend(t *testing.T) {
 	}
 }
 
+func TestAppendLocal(t *testing.T) {
+	if got := AppendLocal(nil, V1); string(got) != "PROXY UNKNOWN\r\n" {
+		t.Errorf("v1: %q", got)
+	}
+	got := AppendLocal(nil, V2)
+	if want := hexBytes(sig, []byte{0x20, 0x00, 0x00, 0x00}); !bytes.Equal(got, want) {
+		t.Errorf("v2: %q, want %q", got, want)
+	}
+	if h, n, err := Parse(got); err != nil || !h.Local || n != len(got) {
+		t.Errorf("v2 LOCAL parses as %+v %d %v", h, n, err)
+	}
+}
+
 func TestParseVersion(t *testing.T) {
 	for s, want := range map[string]Version{"v1": V1, "v2": V2} {
 		if v, err := ParseVersion(s); err != nil || v != want || v.String() != s {

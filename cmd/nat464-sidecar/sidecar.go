@@ -16,6 +16,7 @@ import (
 	"github.com/nat464/nat464-sidecar/config"
 	"github.com/nat464/nat464-sidecar/forward"
 	"github.com/nat464/nat464-sidecar/loop"
+	"github.com/nat464/nat464-sidecar/proxyproto"
 	"github.com/nat464/nat464-sidecar/splice"
 )
 
@@ -166,7 +167,9 @@ func (sc *sidecar) logStart() {
 func (sc *sidecar) readyChecks() []admin.Check {
 	checks := []admin.Check{{Name: "listeners", Fn: sc.front.Ping}}
 	for _, m := range sc.cfg.Inbound {
-		checks = append(checks, admin.TCPCheck("inbound "+m.String(), m.Target.String()))
+		// An app that reads PROXY protocol gets the header of a health check (v2 LOCAL).
+		hello := proxyproto.AppendLocal(nil, m.ProxyProtocol)
+		checks = append(checks, admin.TCPCheckHello("inbound "+m.String(), m.Target.String(), hello))
 	}
 	checks = append(checks, sc.udp.readyCheck()...)
 	checks = append(checks, sc.egress.readyChecks()...)

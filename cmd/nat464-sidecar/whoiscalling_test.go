@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -66,10 +67,16 @@ func readHello(c net.Conn) appSeen {
 	for !bytes.HasSuffix(buf, []byte("hello")) && len(buf) < 1024 {
 		n, err := c.Read(chunk)
 		buf = append(buf, chunk[:n]...)
+		if errors.Is(err, io.EOF) {
+			break // a readiness probe: at most a header, then the close
+		}
 		if err != nil {
 			s.err, s.rest = err, buf
 			return s
 		}
+	}
+	if len(buf) == 0 {
+		return s // a probe that sent nothing
 	}
 	h, n, err := proxyproto.Parse(buf)
 	switch {
@@ -160,6 +167,20 @@ func TestInboundProxyProtocolBinary(t *testing.T) {
 				if got.header == nil || got.header.Version != tc.v || got.header.Src != cl || got.header.Dst != sv {
 					t.Errorf("%v: header %+v, want %v -> %v", tc.v, got.header, cl, sv)
 				}
+			}
+			// /readyz connects to every app; one that reads PROXY protocol gets the header of a
+			// health check (v2 LOCAL, v1 UNKNOWN), the plain app nothing.
+			if code, body := s.Get("/readyz"); code != 200 {
+				t.Fatalf("/readyz %d %s", code, body)
+			}
+			if h := v1.next(t).header; h == nil || h.Version != proxyproto.V1 || h.Src.IsValid() {
+				t.Errorf("v1 app's probe header %+v, want PROXY UNKNOWN", h)
+			}
+			if h := v2.next(t).header; h == nil || !h.Local {
+				t.Errorf("v2 app's probe header %+v, want LOCAL", h)
+			}
+			if got := plain.next(t); got.header != nil || len(got.rest) != 0 {
+				t.Errorf("plain app's probe sent %q", got.rest)
 			}
 		})
 	}
