@@ -27,6 +27,8 @@ const (
 	PathStartupz = "/startupz"
 	PathMetrics  = "/metrics"
 	PathPprof    = "/debug/pprof/"
+	// PathClients maps --inbound-source loopback addresses back to the clients (Server.Clients).
+	PathClients = "/clients"
 )
 
 // Check is one named probe condition; Fn returns nil when it holds.
@@ -55,6 +57,8 @@ type Server struct {
 	Gatherer prometheus.Gatherer
 	// Pprof serves /debug/pprof when true.
 	Pprof bool
+	// Clients, if non-nil, serves GET /clients (the --inbound-source tables, clients.Handler).
+	Clients http.Handler
 	// MaxConns bounds the connections served at once; over it, new ones are closed at once. If
 	// zero, DefaultMaxConns.
 	MaxConns int
@@ -108,6 +112,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathStartupz, s.serveStartup)
 	if s.Gatherer != nil {
 		mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.Clients != nil {
+		mux.Handle("GET "+PathClients, s.Clients)
 	}
 	if s.Pprof {
 		mux.HandleFunc(PathPprof, pprof.Index)
@@ -226,12 +233,25 @@ func (s *Server) serveChecks(w http.ResponseWriter, _ *http.Request, res readine
 }
 
 // TCPCheck returns a check that holds when addr accepts a TCP connection.
-func TCPCheck(name, addr string) Check {
+func TCPCheck(name, addr string) Check { return TCPCheckHello(name, addr, nil) }
+
+// TCPCheckHello is TCPCheck that writes hello before it closes: the PROXY protocol header of a
+// health check, for an app that expects one on every connection.
+func TCPCheckHello(name, addr string, hello []byte) Check {
 	return Check{Name: name, Fn: func(ctx context.Context) error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
+		}
+		if len(hello) > 0 {
+			if dl, ok := ctx.Deadline(); ok {
+				_ = c.SetWriteDeadline(dl)
+			}
+			if _, err := c.Write(hello); err != nil {
+				c.Close()
+				return err
+			}
 		}
 		return c.Close()
 	}}

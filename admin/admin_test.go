@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -102,5 +104,49 @@ func TestTCPCheck(t *testing.T) {
 	srv.Close()
 	if err := c.Fn(t.Context()); err == nil {
 		t.Error("closed port reported ready")
+	}
+}
+
+func TestClientsEndpoint(t *testing.T) {
+	s := &Server{}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, PathClients, nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("/clients without tables: %d, want 404", rec.Code)
+	}
+	s.Clients = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"clients":[]}`)) })
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, PathClients, nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != `{"clients":[]}` {
+		t.Errorf("/clients: %d %q", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, PathClients, nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /clients: %d", rec.Code)
+	}
+}
+
+func TestTCPCheckHello(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	if err := TCPCheckHello("app", ln.Addr().String(), []byte("PROXY UNKNOWN\r\n")).Fn(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "PROXY UNKNOWN\r\n" {
+		t.Errorf("the app read %q", s)
 	}
 }

@@ -6,12 +6,20 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"github.com/nat464/nat464-sidecar/proxyproto"
 )
 
 // Mapping is one inbound forwarding rule: accept on Listen (IPv6, V6ONLY), forward to Target.
 type Mapping struct {
 	Listen netip.AddrPort
 	Target netip.AddrPort
+	// ProxyProtocol, if not zero, is the PROXY protocol header written to Target before any
+	// relayed byte (--inbound-proxy-protocol; TCP mappings only).
+	ProxyProtocol proxyproto.Version
+	// Source, if valid, is the loopback range Target is connected from, one stable address per
+	// client address (--inbound-source; TCP mappings only).
+	Source netip.Prefix
 }
 
 func (m Mapping) String() string { return m.Listen.String() + "=" + m.Target.String() }

@@ -38,14 +38,14 @@ func EnvName(flagName string) string {
 
 // listFlags are the repeatable flags whose environment value is a comma-separated list, each
 // item as if the flag were given once more.
-var listFlags = map[string]bool{"inbound": true, "inbound-udp": true}
+var listFlags = map[string]bool{"inbound": true, "inbound-udp": true, "inbound-proxy-protocol": true, "inbound-source": true}
 
 // Parse reads args (without the program name) and, for every flag not given in args, its
 // environment twin through getenv. usage receives the help text on -h, and nothing on an error:
 // the error is returned, for the caller to print once. Every error names the flag.
 func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
 	c := &Config{}
-	var inbound []string
+	var inbound, inboundProxy, inboundSource []string
 	var uf udpFlags
 	var maxConns, nat64Prefix string
 	var proxyListen []string
@@ -56,6 +56,14 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.Usage = func() {}
 	fs.Func("inbound", "LISTEN=TARGET inbound mapping, repeatable (default "+DefaultInbound+")", func(s string) error {
 		inbound = append(inbound, s)
+		return nil
+	})
+	fs.Func("inbound-proxy-protocol", "LISTEN=v1|v2 send the app a PROXY protocol header first on the --inbound mapping listening on LISTEN, repeatable (default none)", func(s string) error {
+		inboundProxy = append(inboundProxy, s)
+		return nil
+	})
+	fs.Func("inbound-source", "LISTEN=CIDR connect to the app of the --inbound mapping on LISTEN from a loopback address in CIDR (inside 127.0.0.0/8, without 127.0.0.1) that is stable per client, repeatable (default none)", func(s string) error {
+		inboundSource = append(inboundSource, s)
 		return nil
 	})
 	fs.StringVar(&c.AdminListen, "admin-listen", DefaultAdminListen, "address of the probe/metrics HTTP server")
@@ -102,7 +110,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("config: unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
-	if err := applyEnv(fs, getenv, map[string]*[]string{"inbound": &inbound, "inbound-udp": &uf.inbound}); err != nil {
+	if err := applyEnv(fs, getenv, map[string]*[]string{"inbound": &inbound, "inbound-udp": &uf.inbound,
+		"inbound-proxy-protocol": &inboundProxy, "inbound-source": &inboundSource}); err != nil {
 		return nil, err
 	}
 	if err := c.egress(eg); err != nil {
@@ -112,6 +121,9 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		return nil, err
 	}
 	if err := c.finish(inbound, maxConns, nat64Prefix); err != nil {
+		return nil, err
+	}
+	if err := c.inboundOptions(inboundProxy, inboundSource); err != nil {
 		return nil, err
 	}
 	if err := c.udp(uf); err != nil {

@@ -192,9 +192,15 @@ func (f *gnetFrontend) serveInbound() error {
 			f.eng.StopInbound()
 			return err
 		}
+		peer, local, err := f.cfg.inboundPeer(m)
+		if err != nil {
+			f.eng.StopInbound()
+			return err
+		}
 		addr, err := f.eng.ServeInbound(splice.Inbound{
 			Listen: m.Listen, Target: m.Target, ConnectTimeout: f.cfg.dialTimeout(),
 			Front: &inboundPort{f: f, listen: m.Listen.String(), target: m.Target.String()},
+			Peer:  peer, PeerLocal: local,
 		})
 		if err != nil {
 			f.eng.StopInbound()

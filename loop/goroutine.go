@@ -90,11 +90,19 @@ func (f *goroutineFrontend) Start() error {
 		f.closeListeners()
 		return errNoProxyAddr
 	}
+	peers := make([]peerFunc, len(f.cfg.Inbound))
+	for i, m := range f.cfg.Inbound {
+		var err error
+		if peers[i], _, err = f.cfg.inboundPeer(m); err != nil {
+			f.closeListeners()
+			return err
+		}
+	}
 	for i, ln := range f.listeners {
 		handle, kind := f.proxyConn, kindOutbound
 		if i < len(f.cfg.Inbound) {
-			m := f.cfg.Inbound[i]
-			handle = func(c net.Conn, o *owner) { f.inbound(c, o, m) }
+			m, peer := f.cfg.Inbound[i], peers[i]
+			handle = func(c net.Conn, o *owner) { f.inbound(c, o, m, peer) }
 			kind = kindInbound
 		}
 		f.conns.wg.Add(1)
@@ -130,13 +138,17 @@ func (f *goroutineFrontend) untrack(c net.Conn) {
 	f.mu.Unlock()
 }
 
-func (f *goroutineFrontend) inbound(c net.Conn, o *owner, m config.Mapping) {
+func (f *goroutineFrontend) inbound(c net.Conn, o *owner, m config.Mapping, peer peerFunc) {
 	defer f.untrack(c)
 	o.target = m.Target.String()
 	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.dialTimeout())
 	defer cancel()
-	var d net.Dialer
-	up, err := d.DialContext(ctx, "tcp", o.target)
+	var pre []byte
+	var src netip.Addr
+	if peer != nil {
+		pre, src = peer(addrPort(c.RemoteAddr()), addrPort(c.LocalAddr()))
+	}
+	up, err := dialInbound(ctx, o.target, src)
 	o.Connected(err)
 	if err != nil {
 		abort(c) // as the splice engine does: the client sees what a closed port would send
@@ -144,7 +156,7 @@ func (f *goroutineFrontend) inbound(c net.Conn, o *owner, m config.Mapping) {
 		return
 	}
 	f.untrack(c)
-	_ = f.eng.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up, Target: o.target, Owner: o})
+	_ = f.eng.Relay(splice.Flow{ClientFD: -1, UpstreamFD: -1, Client: c, Upstream: up, ToUpstream: pre, Target: o.target, Owner: o})
 }
 
 // proxyConn runs one proxy handshake with a read deadline, then dials and hands off.

@@ -91,6 +91,9 @@ type Config struct {
 	// request for one of them is refused before any connect; refusals wrapping ErrSelf are
 	// counted as RejectSelf and logged at WARN.
 	Own *OwnSockets
+	// Sources are the --inbound-source tables by range; every Inbound mapping with a Source
+	// needs its range here.
+	Sources map[netip.Prefix]SourcePicker
 	// EgressPorts are the TCP ports served at each egress address (ServeEgress); EgressHooks
 	// hears how that goes.
 	EgressPorts []uint16

@@ -42,7 +42,14 @@ func Connect(target netip.AddrPort) (fd int, pending bool, err error) {
 }
 
 // connectNonblock starts a non-blocking connect(2) to target; it may still be in progress.
-func connectNonblock(target netip.AddrPort) (int, error) {
+func connectNonblock(target netip.AddrPort) (int, error) { return connectFrom(target, netip.Addr{}) }
+
+// connectFrom is connectNonblock from source address src when src is valid: the socket is
+// bound to src:0 with IP_BIND_ADDRESS_NO_PORT first, so the kernel picks the port at connect
+// time, per destination, as for an unbound socket: a bind(2) that chose the port itself would
+// take it from every destination at once, and the ports would run out at about 28,000
+// connections from one source address.
+func connectFrom(target netip.AddrPort, src netip.Addr) (int, error) {
 	var sa unix.Sockaddr
 	family := unix.AF_INET
 	if target.Addr().Is4() {
@@ -64,9 +71,32 @@ func connectNonblock(target netip.AddrPort) (int, error) {
 		return -1, os.NewSyscallError("socket", err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if src.IsValid() {
+		if err := bindNoPort(fd, src); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+	}
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("connect", err)
 	}
 	return fd, nil
+}
+
+// bindNoPort binds fd to src with port 0 left for connect(2) to choose (IP_BIND_ADDRESS_NO_PORT).
+func bindNoPort(fd int, src netip.Addr) error {
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	var sa unix.Sockaddr
+	if src.Is4() {
+		sa = &unix.SockaddrInet4{Addr: src.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Addr: src.As16()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	return nil
 }

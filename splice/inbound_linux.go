@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,6 +35,14 @@ type Inbound struct {
 	Handshake         bool
 	HandshakeTimeout  time.Duration
 	MaxHandshakeBytes int
+	// Peer, if set, is asked for each admitted connection (not for a Handshake port), on the
+	// loop, with the client's address and the address it connected to: it returns bytes to
+	// write to Target before any relayed byte (a PROXY protocol header, say) and the address to
+	// bind the connect to (invalid: the kernel's choice). Without Peer nothing about the
+	// connection is asked of the kernel: the client's address costs nothing extra (accept4
+	// returns it), the local one a getsockname when Listen is a wildcard and PeerLocal is set.
+	Peer      func(client, local netip.AddrPort) (toUpstream []byte, source netip.Addr)
+	PeerLocal bool
 }
 
 // Admitter is the front end of an Inbound port.
@@ -56,6 +65,7 @@ const acceptPause = 100 * time.Millisecond
 
 type listener struct {
 	fd       int
+	bound    netip.AddrPort // the address as bound (port 0 resolved)
 	in       *Inbound
 	target   string
 	paused   bool
@@ -85,7 +95,7 @@ func (e *SpliceEngine) ServeInbound(in Inbound) (net.Addr, error) {
 		fds = append(fds, fd)
 	}
 	for i, l := range e.loops {
-		l.post(task{kind: taskListen, ln: &listener{fd: fds[i], in: &in, target: in.Target.String()}})
+		l.post(task{kind: taskListen, ln: &listener{fd: fds[i], bound: ap, in: &in, target: in.Target.String()}})
 	}
 	return net.TCPAddrFromAddrPort(ap), nil
 }
@@ -191,10 +201,17 @@ func (l *eloop) unlisten() {
 // accept takes up to acceptBatch connections from ln and starts their flows on this loop.
 func (l *eloop) accept(ln *listener) {
 	for range acceptBatch {
-		nfd, err := accept4(ln.fd)
+		var nfd int
+		var peer netip.AddrPort
+		var err error
+		if ln.in.Peer != nil {
+			nfd, peer, err = accept4Peer(ln.fd)
+		} else {
+			nfd, err = accept4(ln.fd)
+		}
 		switch {
 		case err == nil:
-			l.admit(ln, nfd)
+			l.admit(ln, nfd, peer)
 			continue
 		case errors.Is(err, unix.EAGAIN):
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
@@ -224,6 +241,48 @@ func accept4(fd int) (int, error) {
 	return int(nfd), nil
 }
 
+// accept4Peer is accept4 that also returns the client's address, which the kernel writes in the
+// same call.
+func accept4Peer(fd int) (int, netip.AddrPort, error) {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)),
+		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, netip.AddrPort{}, errno
+	}
+	return int(nfd), rawAddrPort(&rsa), nil
+}
+
+// rawAddrPort decodes an AF_INET6 or AF_INET socket address (invalid for anything else).
+func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+	}
+	return netip.AddrPort{}
+}
+
+// localAddr is the address connection fd reached: the listener's own unless that is a
+// wildcard (or the caller does not need it), else getsockname's answer.
+func localAddr(ln *listener, fd int) netip.AddrPort {
+	if !ln.in.PeerLocal || !ln.bound.Addr().IsUnspecified() {
+		return ln.bound
+	}
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	if _, _, errno := unix.Syscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n))); errno != 0 {
+		return netip.AddrPort{}
+	}
+	return rawAddrPort(&rsa)
+}
+
 func (l *eloop) acceptError(ln *listener, err error) {
 	ln.in.Front.AcceptFailed(os.NewSyscallError("accept4", err))
 }
@@ -240,8 +299,8 @@ func (l *eloop) resume() {
 }
 
 // admit starts the flow of one accepted connection: a non-blocking connect to the target, and
-// the pair added to this loop at once.
-func (l *eloop) admit(ln *listener, cfd int) {
+// the pair added to this loop at once. peer is the client's address when in.Peer wants it.
+func (l *eloop) admit(ln *listener, cfd int, peer netip.AddrPort) {
 	in := ln.in
 	o := in.Front.Admit()
 	if o == nil {
@@ -254,7 +313,11 @@ func (l *eloop) admit(ln *listener, cfd int) {
 	}
 	f := Flow{ClientFD: cfd, UpstreamConnecting: true, ConnectTimeout: in.ConnectTimeout,
 		Target: ln.target, Owner: o}
-	ufd, err := connectNonblock(in.Target)
+	var src netip.Addr
+	if in.Peer != nil {
+		f.ToUpstream, src = in.Peer(peer, localAddr(ln, cfd))
+	}
+	ufd, err := connectFrom(in.Target, src)
 	if err != nil {
 		// As when the connect fails later (failConnect): the Owner's reply and a FIN, or a reset.
 		err = &net.OpError{Op: "dial", Net: "tcp", Addr: targetAddr(ln.target), Err: err}

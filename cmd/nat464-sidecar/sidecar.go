@@ -16,6 +16,7 @@ import (
 	"github.com/nat464/nat464-sidecar/config"
 	"github.com/nat464/nat464-sidecar/forward"
 	"github.com/nat464/nat464-sidecar/loop"
+	"github.com/nat464/nat464-sidecar/proxyproto"
 	"github.com/nat464/nat464-sidecar/splice"
 )
 
@@ -29,6 +30,7 @@ type sidecar struct {
 	out    *outbound
 	egress *transparent // nil when transparent egress is off
 	udp    udpRelays    // the --inbound-udp relays
+	srcs   sourceTables // the --inbound-source tables
 	auth   *loop.Auth
 	plan   loopPlan
 	procs  int // GOMAXPROCS in force
@@ -80,7 +82,9 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	lm := loop.NewMetrics(reg)
 	// TCP flows and UDP sessions share the --max-conns slots.
 	flows := loop.NewLimiter(cfg.MaxConns)
+	sc.srcs = newSourceTables(cfg, lg, reg)
 	sc.front, err = loop.New(loop.Config{
+		Sources: sc.srcs.byRange,
 		Inbound: cfg.Inbound, ProxyListen: cfg.ProxyListen, ProxyListenLenient: cfg.ProxyListenDefault,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		DialTimeout:      cfg.DialTimeout, Limit: flows, Engine: sc.engine, EventLoops: plan.gnet,
@@ -108,7 +112,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	sc.plan = plan
 	sc.admin = &admin.Server{Addr: cfg.AdminListen, Gatherer: reg, Pprof: cfg.Pprof, Info: sc.info,
 		Live: []admin.Check{{Name: "event_loops", Fn: loop.Alive(sc.front)}}, Ready: sc.readyChecks(),
-		Rejects: admin.NewRejects(reg)}
+		Rejects: admin.NewRejects(reg), Clients: sc.srcs.handler()}
 	if cfg.AdminListen != "off" {
 		addr, err := sc.admin.Start()
 		if err != nil {
@@ -136,8 +140,16 @@ func (sc *sidecar) logStart() {
 	cfg, lg := sc.cfg, sc.log
 	ls := sc.front.Listeners()
 	for i, m := range cfg.Inbound {
-		lg.Info("inbound listening", "listen", ls[i].String(), "target", m.Target.String())
+		attrs := []any{"listen", ls[i].String(), "target", m.Target.String()}
+		if m.ProxyProtocol != 0 {
+			attrs = append(attrs, "proxy_protocol", m.ProxyProtocol.String())
+		}
+		if m.Source.IsValid() {
+			attrs = append(attrs, "source_range", m.Source.String())
+		}
+		lg.Info("inbound listening", attrs...)
 	}
+	sc.srcs.logStart(lg)
 	sc.udp.logStart(lg)
 	for _, a := range ls[len(cfg.Inbound):] {
 		lg.Info("proxy listening", "listen", a.String(), "protocols", "socks5,socks4a,http-connect,http-forward",
@@ -157,7 +169,9 @@ func (sc *sidecar) logStart() {
 func (sc *sidecar) readyChecks() []admin.Check {
 	checks := []admin.Check{{Name: "listeners", Fn: sc.front.Ping}}
 	for _, m := range sc.cfg.Inbound {
-		checks = append(checks, admin.TCPCheck("inbound "+m.String(), m.Target.String()))
+		// An app that reads PROXY protocol gets the header of a health check (v2 LOCAL).
+		hello := proxyproto.AppendLocal(nil, m.ProxyProtocol)
+		checks = append(checks, admin.TCPCheckHello("inbound "+m.String(), m.Target.String(), hello))
 	}
 	checks = append(checks, udpReadyCheck(sc.udp, sc.egress.udpSide())...)
 	checks = append(checks, sc.egress.readyChecks()...)

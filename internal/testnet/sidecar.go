@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -71,6 +72,10 @@ type Launcher struct {
 	// --nofile=N:N --); if nil, none.
 	Wrap []string
 
+	// Dial, if set, makes the connections to the admin server (a sidecar in a Netns is reached
+	// with Netns.Dial); if nil, the host's.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
 	// LogTailKiB is how much of the logs, in KiB from their end, a failure prints (at the end
 	// of a failed test, and from WaitLog); if zero, all of them.
 	LogTailKiB int
@@ -120,7 +125,7 @@ func (l Launcher) Launch(t testing.TB, args ...string) *Sidecar {
 		// No keep-alive: an idle admin connection would be one more fd in the sidecar between
 		// requests, and tests count its fds.
 		http: &http.Client{Timeout: 2 * time.Second,
-			Transport: &http.Transport{DisableKeepAlives: true}}}
+			Transport: &http.Transport{DisableKeepAlives: true, DialContext: l.Dial}}}
 	argv := append(append(append([]string(nil), l.Wrap...), l.Bin), args...)
 	s.Cmd = exec.Command(argv[0], argv[1:]...)
 	s.Cmd.Stdout, s.Cmd.Stderr = s.Logs, s.Logs

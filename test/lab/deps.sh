@@ -36,11 +36,14 @@ keytool:default-jre-headless
 npm:npm
 python3-requests:python3-requests
 python3-socks:python3-socks
+nginx:nginx-light
 "
 # gcc to redis-cli are the runtimes of the transparent-egress truth table (TestRuntimeTruthTable),
 # redis-server the IPv4-only host's Redis of TestTransparentRedis;
 # each is installed only where the command is missing (a machine with its own JDK keeps it).
 # wget to npm and the python3-* modules are the clients of the proxy matrix (TestClientMatrix);
+# nginx (nginx-light: core HTTP with proxy_protocol and realip) is the PROXY protocol-reading app
+# of TestInboundProxyProtocolNginx; the lab runs it in the pod, never the packaged service.
 # python3-NAME stands for "Debian's /usr/bin/python3 can import NAME" (-I: not from the working
 # directory, where the repository's socks/ package would pass for PySocks).
 
