@@ -16,7 +16,7 @@ DIST    ?= dist
 CHAOS_TIMEOUT ?= 15m
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run demo test test-e2e test-chaos lab-up lab-down test-unit test-fuzz test-bench-once test-modules check image docker-image bench bench-quick bench-deps bench-build
+.PHONY: help build run demo test test-e2e test-chaos lab-up lab-down test-unit test-fuzz test-bench-once test-modules k8s-bins check image docker-image bench bench-quick bench-deps bench-build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,7 +60,10 @@ test-fuzz: ## run every fuzz target for FUZZTIME
 test-bench-once: ## run every micro-benchmark once so none rots
 	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./... >/dev/null
 
-test-modules: ## tests of the deploy and bench modules
+k8s-bins: ## build kube-apiserver and etcd for deploy's admission tests (cached under /var/cache/nat464-k8s; minutes when cold)
+	deploy/k8s/build.sh >/dev/null
+
+test-modules: k8s-bins ## tests of the deploy and bench modules (deploy's against a real kube-apiserver)
 	cd deploy && $(GO) test -count=1 ./...
 	cd bench && test -z "$$(gofmt -l .)" && $(GO) vet ./... && GOOS=darwin $(GO) vet ./... && $(GO) test -count=1 ./...
 
