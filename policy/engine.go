@@ -41,7 +41,8 @@ type Engine struct {
 	// file says. If nil, no such rule.
 	Self func(netip.AddrPort) error
 	// Desynthesize, if not nil, maps an address inside a NAT64 prefix to the IPv4 address it
-	// stands for, which the address rules then judge (*nat64.Prefixes.Desynthesize).
+	// stands for, which the address rules then judge (*nat64.Prefixes.Desynthesize), when
+	// CheckAddr is not told (a literal inside the prefix, a DNS64 answer for a scoped IPv4).
 	Desynthesize func(netip.Addr) (netip.Addr, bool)
 	// Metrics may be nil.
 	Metrics *Metrics
@@ -119,8 +120,10 @@ func (e *Engine) CheckName(host string, port uint16) error {
 	return &DeniedError{Dest: joinHostPort(host, port), Name: host, Rule: defaultLabel(t.p.Default), Line: t.p.DefaultLine}
 }
 
-// CheckAddr decides an address about to be connected (after NAT64 synthesis). name is the host
-// name the request was for, "" when it was for an address. In order:
+// CheckAddr decides an address about to be connected (after NAT64 synthesis). v4, when valid,
+// is the IPv4 address a synthesized dest stands for (the dialer knows it); otherwise
+// Desynthesize is asked. name is the host name the request was for, "" when it was for an
+// address. In order:
 //
 //  1. the self rule (Self) on dest as connected;
 //  2. the address rules, on the IPv4 address dest stands for when it is NAT64-synthesized (and
@@ -132,7 +135,7 @@ func (e *Engine) CheckName(host string, port uint16) error {
 //     default.
 //
 // It returns nil or a *DeniedError.
-func (e *Engine) CheckAddr(name string, dest netip.AddrPort) error {
+func (e *Engine) CheckAddr(name string, dest netip.AddrPort, v4 netip.Addr) error {
 	if e == nil {
 		return nil
 	}
@@ -145,7 +148,10 @@ func (e *Engine) CheckAddr(name string, dest netip.AddrPort) error {
 	t := e.table()
 	a := dest.Addr().Unmap().WithZone("")
 	var stands netip.Addr
-	if e.Desynthesize != nil && a.Is6() {
+	switch {
+	case v4.Is4():
+		a, stands = v4, v4
+	case e.Desynthesize != nil && a.Is6():
 		if v4, ok := e.Desynthesize(a); ok {
 			a, stands = v4, v4
 		}

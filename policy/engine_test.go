@@ -129,7 +129,7 @@ default deny
 		{"x.example", "[" + synth("198.51.100.7") + "]:443", "deny 198.51.100.0/24"},
 		{"x.example", "169.254.169.254:80", RuleLinkLocal4},
 	} {
-		if got := ruleOf(t, e.CheckAddr(tc.name, netip.MustParseAddrPort(tc.dest))); got != tc.deny {
+		if got := ruleOf(t, e.CheckAddr(tc.name, netip.MustParseAddrPort(tc.dest), netip.Addr{})); got != tc.deny {
 			t.Errorf("CheckAddr(%q, %s): denied by %q, want %q", tc.name, tc.dest, got, tc.deny)
 		}
 	}
@@ -137,15 +137,33 @@ default deny
 	var none Engine
 	for dest, want := range map[string]string{"169.254.169.254:80": RuleLinkLocal4, "[fe80::a]:80": RuleLinkLocal6,
 		"192.0.2.1:80": "", "[2001:db8::1]:443": ""} {
-		if got := ruleOf(t, none.CheckAddr("", netip.MustParseAddrPort(dest))); got != want {
+		if got := ruleOf(t, none.CheckAddr("", netip.MustParseAddrPort(dest), netip.Addr{})); got != want {
 			t.Errorf("no policy, %s: %q, want %q", dest, got, want)
 		}
 	}
 	open := mustEngine(t, "allow 169.254.0.0/16\nallow fe80::/10 80", nil)
 	for dest, want := range map[string]string{"169.254.169.254:80": "", "[fe80::a]:80": "", "[fe80::a]:81": RuleLinkLocal6} {
-		if got := ruleOf(t, open.CheckAddr("", netip.MustParseAddrPort(dest))); got != want {
+		if got := ruleOf(t, open.CheckAddr("", netip.MustParseAddrPort(dest), netip.Addr{})); got != want {
 			t.Errorf("overridden, %s: %q, want %q", dest, got, want)
 		}
+	}
+}
+
+// TestStandsFor: the dialer names the IPv4 a synthesized address stands for; the rules judge
+// it even without Desynthesize (another NAT64 prefix than the engine knows).
+func TestStandsFor(t *testing.T) {
+	p, _ := Parse([]byte("deny 198.51.100.0/24"))
+	e := &Engine{}
+	e.Set(p)
+	dest := netip.MustParseAddrPort("[2001:db8:64::c633:6407]:443")
+	if got := ruleOf(t, e.CheckAddr("x.example", dest, netip.MustParseAddr("198.51.100.7"))); got != "deny 198.51.100.0/24" {
+		t.Errorf("synthesized, v4 given: %q", got)
+	}
+	if got := ruleOf(t, e.CheckAddr("", dest, netip.MustParseAddr("169.254.169.254"))); got != RuleLinkLocal4 {
+		t.Errorf("synthesized metadata, v4 given: %q", got)
+	}
+	if err := e.CheckAddr("x.example", dest, netip.Addr{}); err != nil {
+		t.Errorf("no v4, no Desynthesize: %v", err)
 	}
 }
 
@@ -161,11 +179,11 @@ func TestSelfRule(t *testing.T) {
 		return nil
 	}
 	e := mustEngine(t, "allow 127.0.0.0/8\nallow 0.0.0.0/0", self)
-	err := e.CheckAddr("localhost", own)
+	err := e.CheckAddr("localhost", own, netip.Addr{})
 	if ruleOf(t, err) != RuleSelf || !errors.Is(err, errSelf) {
 		t.Errorf("own socket: %v, want the self rule wrapping its reason", err)
 	}
-	if err := e.CheckAddr("", netip.MustParseAddrPort("127.0.0.1:1081")); err != nil {
+	if err := e.CheckAddr("", netip.MustParseAddrPort("127.0.0.1:1081"), netip.Addr{}); err != nil {
 		t.Errorf("another port: %v", err)
 	}
 }
@@ -177,12 +195,12 @@ func TestDeniedErrorText(t *testing.T) {
 		want string
 	}{
 		{e.CheckName("www.evil.example", 443), `policy: www.evil.example:443 denied by rule "deny *.evil.example" (line 1)`},
-		{e.CheckAddr("", netip.MustParseAddrPort("["+synth("198.51.100.7")+"]:80")),
+		{e.CheckAddr("", netip.MustParseAddrPort("["+synth("198.51.100.7")+"]:80"), netip.Addr{}),
 			`policy: [64:ff9b::c633:6407]:80 (NAT64 for 198.51.100.7) denied by rule "deny 198.51.100.0/24" (line 2)`},
-		{e.CheckAddr("v4.example", netip.MustParseAddrPort("198.51.100.7:80")),
+		{e.CheckAddr("v4.example", netip.MustParseAddrPort("198.51.100.7:80"), netip.Addr{}),
 			`policy: 198.51.100.7:80 (v4.example) denied by rule "deny 198.51.100.0/24" (line 2)`},
-		{e.CheckAddr("", netip.MustParseAddrPort("192.0.2.1:80")), `policy: 192.0.2.1:80 denied by rule "default deny" (line 3)`},
-		{e.CheckAddr("", netip.MustParseAddrPort("169.254.169.254:80")), `policy: 169.254.169.254:80 denied by rule "deny 169.254.0.0/16 (built-in)"`},
+		{e.CheckAddr("", netip.MustParseAddrPort("192.0.2.1:80"), netip.Addr{}), `policy: 192.0.2.1:80 denied by rule "default deny" (line 3)`},
+		{e.CheckAddr("", netip.MustParseAddrPort("169.254.169.254:80"), netip.Addr{}), `policy: 169.254.169.254:80 denied by rule "deny 169.254.0.0/16 (built-in)"`},
 	} {
 		if tc.err == nil || tc.err.Error() != tc.want {
 			t.Errorf("got %v\nwant %s", tc.err, tc.want)
@@ -200,9 +218,9 @@ func TestMetrics(t *testing.T) {
 	_ = e.CheckName("a.evil.example", 80)
 	_ = e.CheckName("b.evil.example", 80)
 	_ = e.CheckName("good.example", 80)
-	_ = e.CheckAddr("", netip.MustParseAddrPort("192.0.2.1:80"))
-	_ = e.CheckAddr("", netip.MustParseAddrPort("169.254.169.254:80"))
-	_ = e.CheckAddr("good.example", netip.MustParseAddrPort("198.51.100.1:80")) // a name's address, no rule: not counted
+	_ = e.CheckAddr("", netip.MustParseAddrPort("192.0.2.1:80"), netip.Addr{})
+	_ = e.CheckAddr("", netip.MustParseAddrPort("169.254.169.254:80"), netip.Addr{})
+	_ = e.CheckAddr("good.example", netip.MustParseAddrPort("198.51.100.1:80"), netip.Addr{}) // a name's address, no rule: not counted
 	for _, tc := range []struct {
 		rule, action string
 		want         float64
@@ -246,7 +264,7 @@ func TestHotSwap(t *testing.T) {
 				default:
 				}
 				n := e.CheckName("a.example.com", 443)
-				a := e.CheckAddr("", netip.MustParseAddrPort("192.0.2.1:443"))
+				a := e.CheckAddr("", netip.MustParseAddrPort("192.0.2.1:443"), netip.Addr{})
 				if n != nil && ruleOf(t, n) != "deny *.example.com" || a != nil && ruleOf(t, a) != "deny 192.0.2.0/24" {
 					t.Errorf("torn decision: %v / %v", n, a)
 					return
@@ -270,7 +288,7 @@ func TestHotSwap(t *testing.T) {
 
 func TestNilEngine(t *testing.T) {
 	var e *Engine
-	if e.CheckName("x", 1) != nil || e.CheckAddr("", netip.MustParseAddrPort("169.254.169.254:80")) != nil || e.Policy() != nil {
+	if e.CheckName("x", 1) != nil || e.CheckAddr("", netip.MustParseAddrPort("169.254.169.254:80"), netip.Addr{}) != nil || e.Policy() != nil {
 		t.Error("a nil Engine must allow everything")
 	}
 }
@@ -290,7 +308,7 @@ func BenchmarkCheck(b *testing.B) {
 	dest := netip.MustParseAddrPort("[" + synth("203.0.113.9") + "]:443")
 	b.ReportAllocs()
 	for b.Loop() {
-		if e.CheckName("api.service.example.com", 443) != nil || e.CheckAddr("api.service.example.com", dest) != nil {
+		if e.CheckName("api.service.example.com", 443) != nil || e.CheckAddr("api.service.example.com", dest, netip.Addr{}) != nil {
 			b.Fatal("denied")
 		}
 	}
@@ -302,7 +320,7 @@ func BenchmarkCheckNoPolicy(b *testing.B) {
 	dest := netip.MustParseAddrPort("[" + synth("203.0.113.9") + "]:443")
 	b.ReportAllocs()
 	for b.Loop() {
-		if e.CheckName("api.service.example.com", 443) != nil || e.CheckAddr("api.service.example.com", dest) != nil {
+		if e.CheckName("api.service.example.com", 443) != nil || e.CheckAddr("api.service.example.com", dest, netip.Addr{}) != nil {
 			b.Fatal("denied")
 		}
 	}
@@ -313,7 +331,7 @@ func TestAllocs(t *testing.T) {
 	dest := netip.MustParseAddrPort("[2001:db8::1]:443")
 	if n := testing.AllocsPerRun(100, func() {
 		_ = e.CheckName("www.example.com", 443)
-		_ = e.CheckAddr("www.example.com", dest)
+		_ = e.CheckAddr("www.example.com", dest, netip.Addr{})
 	}); n != 0 {
 		t.Errorf("%v allocations per allowed request, want 0", n)
 	}
