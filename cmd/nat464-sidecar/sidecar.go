@@ -30,6 +30,7 @@ type sidecar struct {
 	egress *transparent // nil when transparent egress is off
 	udp    udpRelays    // the --inbound-udp relays
 	auth   *loop.Auth
+	policy *egressPolicy
 	plan   loopPlan
 	procs  int // GOMAXPROCS in force
 }
@@ -64,9 +65,13 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		return nil, err
 	}
 	buildInfo.WithLabelValues(version, sc.engine.Name()).Set(1)
-	// The proxy refuses to dial any of the sidecar's own listeners: the front end adds its
-	// own when bound, the admin address follows below.
+	// The proxy refuses to dial any of the sidecar's own listeners (the egress policy's
+	// built-in self rule): the front end adds its own when bound, the admin address follows
+	// below.
 	own := &loop.OwnSockets{}
+	if sc.policy, err = newEgressPolicy(cfg, lg, reg, own); err != nil {
+		return nil, err
+	}
 	if sc.egress, err = newTransparent(cfg, lg, reg); err != nil {
 		return nil, err
 	}
@@ -74,7 +79,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	if sc.egress != nil {
 		servers = sc.egress.upstreams
 	}
-	if sc.out, err = newOutbound(cfg, lg, reg, own.Check, servers); err != nil {
+	if sc.out, err = newOutbound(cfg, lg, reg, sc.policy.engine, servers); err != nil {
 		return nil, err
 	}
 	lm := loop.NewMetrics(reg)
@@ -119,6 +124,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		lg.Info("admin listening", "addr", addr.String(), "pprof", cfg.Pprof)
 	}
 	sc.logStart()
+	sc.policy.watch()
 	sc.out.awaitStartup(lg)
 	sc.admin.SetStarted()
 	return sc, nil
@@ -179,6 +185,7 @@ func (sc *sidecar) stopBackground() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	sc.egress.stop(ctx)
+	sc.policy.stop()
 	if sc.out != nil {
 		sc.out.close()
 	}
@@ -197,8 +204,10 @@ func (sc *sidecar) loadAuth() error {
 	return nil
 }
 
-// reload handles SIGHUP: the auth file is read again; a bad file keeps the old credentials.
+// reload handles SIGHUP: the auth file and the egress policy are read again; a bad file keeps
+// what was in force.
 func (sc *sidecar) reload() {
+	sc.policy.reload("SIGHUP")
 	if err := sc.loadAuth(); err != nil {
 		sc.log.Error("reload failed; keeping the previous credentials", "err", err)
 		return
