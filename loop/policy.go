@@ -87,3 +87,15 @@ func httpDetail(err error) string {
 	}
 	return ""
 }
+
+// LogDenied logs err at INFO, within the same budget as the proxy's refusals, when it is the
+// egress policy's refusal of a request for dest from protocol, and reports whether it was. It
+// is for outbound paths outside this package that dial through the same eyeballs.Dialer (egress
+// UDP: the policy refused the name, or every address it has).
+func LogDenied(lg *slog.Logger, protocol, dest string, err error) bool {
+	de, ok := denied(err)
+	if ok {
+		logDenied(lg, protocol, dest, de)
+	}
+	return ok
+}
