@@ -90,12 +90,20 @@ func (e *Engine) Policy() *Policy {
 	return nil
 }
 
+// table is the table in force; an Engine never Set gets the empty policy's, installed once
+// (never over a policy Set meanwhile).
 func (e *Engine) table() *table {
 	if t := e.cur.Load(); t != nil {
 		return t
 	}
-	e.Set(nil)
-	return e.cur.Load()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if t := e.cur.Load(); t != nil {
+		return t
+	}
+	t := e.Metrics.table(emptyPolicy)
+	e.cur.Store(t)
+	return t
 }
 
 // CheckName decides a request for host (a name, not an address) on port by the name rules:
