@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -237,7 +238,7 @@ func (e *DeniedError) Error() string {
 	if e.Stands.IsValid() {
 		s += " (NAT64 for " + e.Stands.String() + ")"
 	}
-	if e.Name != "" && e.Dest != joinHostPortSuffix(e.Name, e.Dest) {
+	if e.Name != "" && !strings.HasPrefix(e.Dest, e.Name+":") {
 		s += " (" + e.Name + ")"
 	}
 	s += " denied by rule \"" + e.Rule + "\""
@@ -248,14 +249,6 @@ func (e *DeniedError) Error() string {
 		s += ": " + e.Err.Error()
 	}
 	return s
-}
-
-// joinHostPortSuffix is Dest when Dest is name:port, so that Error does not repeat the name.
-func joinHostPortSuffix(name, dest string) string {
-	if len(dest) > len(name) && dest[:len(name)] == name && dest[len(name)] == ':' {
-		return dest
-	}
-	return ""
 }
 
 func (e *DeniedError) Unwrap() []error {
