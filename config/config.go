@@ -62,6 +62,9 @@ type Config struct {
 	ProxyListenDefault bool
 	HandshakeTimeout   time.Duration
 	ProxyAuthFile      string
+	// EgressPolicy is the egress policy file (package policy); "" for none, which leaves the
+	// built-in rules (the sidecar's own sockets, link-local addresses) and allows the rest.
+	EgressPolicy string
 	// ProxyHandshakes is where the proxy port's accepts and handshakes run: ProxyHandshakesGnet
 	// (the default) or ProxyHandshakesRelay, the splice relay loops (experimental).
 	ProxyHandshakes string

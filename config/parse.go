@@ -77,6 +77,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	fs.Var((*lastList)(&proxyListen), "proxy-listen", "IP:PORT[,IP:PORT] of the outbound proxy (SOCKS5/4a, HTTP CONNECT, plain-HTTP forwarding), or off (default "+DefaultProxyListen+")")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", DefaultHandshakeTimeout, "deadline for a proxy handshake")
 	fs.StringVar(&c.ProxyAuthFile, "proxy-auth-file", "", "file of user:password lines; enables proxy authentication")
+	fs.StringVar(&c.EgressPolicy, "egress-policy", "", "file of egress rules (allow|deny NAME|*.NAME|CIDR [PORTS], default allow|deny) for every outbound path; re-read on SIGHUP and when it changes")
 	fs.StringVar(&c.ProxyHandshakes, "proxy-handshakes", ProxyHandshakesGnet,
 		"gnet|relay: the event loops that run the proxy port's accepts and handshakes (relay: the splice relay loops, experimental)")
 	fs.StringVar(&c.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration")

@@ -316,3 +316,19 @@ func FuzzParseMapping(f *testing.F) {
 		}
 	})
 }
+
+// TestEgressPolicyFlag: --egress-policy and its twin NAT464_EGRESS_POLICY; the flag wins.
+func TestEgressPolicyFlag(t *testing.T) {
+	c, err := Parse(nil, env(nil), io.Discard)
+	if err != nil || c.EgressPolicy != "" {
+		t.Fatalf("default: %q %v", c.EgressPolicy, err)
+	}
+	c, err = Parse(nil, env(map[string]string{"NAT464_EGRESS_POLICY": "/etc/nat464/policy"}), io.Discard)
+	if err != nil || c.EgressPolicy != "/etc/nat464/policy" {
+		t.Errorf("twin: %q %v", c.EgressPolicy, err)
+	}
+	c, err = Parse([]string{"--egress-policy", "/p"}, env(map[string]string{"NAT464_EGRESS_POLICY": "/q"}), io.Discard)
+	if err != nil || c.EgressPolicy != "/p" {
+		t.Errorf("flag over twin: %q %v", c.EgressPolicy, err)
+	}
+}

@@ -32,6 +32,9 @@ func checkSet(objs []object, twins map[string]bool) (issues, int) {
 		checkGrace(p.spec, sc, &is)
 		checkInbound(p.spec, sc, &is)
 		checkAppProbes(p.spec, sc, &is)
+		if cfg.EgressPolicy != "" {
+			checkEgressPolicy(objs, sc, p.spec, &is)
+		}
 		if cfg.DNSListen.IsValid() {
 			checkTransparent(p.spec, sc, &is)
 		} else {

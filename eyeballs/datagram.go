@@ -18,7 +18,7 @@ import (
 // prefix) is preferred, else an IPv4 one (an A answer, or a DNS64 answer de-synthesized), in
 // the resolver's order. The candidate is routed as a TCP connect would be: IPv6 as is, IPv4
 // natively when it has a route (always for loopback), else synthesized with the current NAT64
-// prefix; then Approve is asked. The first candidate that passes is the plan; otherwise the
+// prefix; then Policy (a name first, before it is looked up) and Approve are asked. The first candidate that passes is the plan; otherwise the
 // error of the first one refused, or the resolver's.
 //
 // to is where to send; from is how to report a datagram coming back from to: the IPv4
@@ -35,6 +35,9 @@ func (d *Dialer) Datagram(ctx context.Context, host string, port uint16) (to net
 		c, _ := r.candidate(lit)
 		cands = append(cands, c)
 	} else {
+		if err := d.denyName(host, port); err != nil {
+			return to, from, opError("udp", nil, err)
+		}
 		if cands, err = d.lookupDatagram(ctx, r, host); err != nil {
 			return to, from, err
 		}

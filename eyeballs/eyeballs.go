@@ -45,6 +45,20 @@ type NAT64 interface {
 	HasPrefix() bool
 }
 
+// Policy is an egress policy. It must be safe for concurrent use and fast: it is asked on the
+// event loops.
+type Policy interface {
+	// CheckName decides a request for the name host on port, before it is looked up.
+	CheckName(host string, port uint16) error
+	// CheckAddr decides an address about to be connected to, or datagrams sent to: dest is
+	// the address as dialed (after NAT64 synthesis), or, when there is no route to the
+	// candidate (a NAT64 policy refusal, no prefix), the candidate itself, so that the policy
+	// names its own rule for it. v4 is the IPv4 address a synthesized dest stands for (invalid
+	// otherwise): the address rules judge that. name is the host name the request was for, ""
+	// when it was for an IP literal.
+	CheckAddr(name string, dest netip.AddrPort, v4 netip.Addr) error
+}
+
 // Defaults and bounds of the Dialer's settings (RFC 8305 §8).
 const (
 	DefaultResolutionDelay = 50 * time.Millisecond
@@ -101,6 +115,12 @@ type Dialer struct {
 	// ErrNotAllowed and Approve's error (which should wrap a sentinel its caller classifies:
 	// the proxy's refusals wrap socks.ErrPolicy). It must be safe for concurrent use and fast.
 	Approve func(netip.AddrPort) error
+	// Policy, if not nil, is the egress policy (*policy.Engine): asked about every request for
+	// a name before it is looked up (Race, LoopRace, DialContext, Datagram) and about every
+	// address before it is connected or planned, before Approve. A refused name fails the
+	// request at once; a refused address is skipped like one Approve refuses. Both errors
+	// wrap ErrNotAllowed and the policy's error, and count as a policy failure.
+	Policy Policy
 	// DialAttempt makes one connection attempt (test seam); network is "tcp4" or "tcp6". If nil,
 	// a net.Dialer bound to the attempt's ctx.
 	DialAttempt func(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error)

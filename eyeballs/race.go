@@ -122,7 +122,8 @@ func (a *attempt) path() string {
 // its deadline is now + Timeout. A literal's one candidate is known at once. For a name
 // (NeedsLookup), the driver runs Resolver.Lookup with a context that ends at the race's Deadline,
 // feeds each answer to Answer and reports the stream's end with AnswersDone. A name without a
-// Resolver makes a race that is already over with an error wrapping ErrNoResolver.
+// Resolver makes a race that is already over with an error wrapping ErrNoResolver, and so does
+// a name the Policy refuses, with an error wrapping ErrNotAllowed (nothing is looked up).
 //
 // NewRace reads the host's history and the IPv4 route probe's result, as Direct does; the probe
 // (a connect(2) on a UDP socket, which sends nothing) runs at most once per RouteProbeInterval
@@ -137,10 +138,17 @@ func (d *Dialer) NewRace(host string, port uint16, now time.Time) *Race {
 	if r.sorter.winner.Is4() {
 		r.preferred = 4 // history says this host is best reached over IPv4
 	}
-	switch lit, ok := parseLiteral(host); {
-	case ok:
+	lit, isLit := parseLiteral(host)
+	var denied error
+	if !isLit {
+		denied = d.denyName(host, port)
+	}
+	switch {
+	case isLit:
 		r.add([]netip.Addr{lit})
 		r.goAhead = true
+	case denied != nil:
+		r.end(opError("tcp", nil, denied), ReasonPolicy)
 	case d.Resolver == nil:
 		r.end(opError("tcp", nil, fmt.Errorf("%w: %s", ErrNoResolver, host)), ReasonDNS)
 	default:
@@ -344,15 +352,48 @@ func (r *Race) startDue(now time.Time) []Attempt {
 	return out
 }
 
-// target is where a candidate is dialed (see route), if Approve lets it.
+// target is where a candidate is dialed (see route), if Policy and Approve let it. A
+// candidate without a route is still put to the policy, so that a refusal names its rule.
 func (r *Race) target(c candidate) (network string, ap netip.AddrPort, path string, err error) {
 	network, ap, path, err = r.route(c)
+	if r.d.Policy != nil {
+		dest, v4 := ap, netip.Addr{}
+		switch {
+		case err != nil:
+			dest = netip.AddrPortFrom(c.addr, r.port)
+		case path == PathNAT64:
+			v4 = c.addr
+		}
+		if perr := r.d.Policy.CheckAddr(r.policyName(), dest, v4); perr != nil {
+			return network, ap, path, fmt.Errorf("%w: %w", ErrNotAllowed, perr)
+		}
+	}
 	if err == nil && r.d.Approve != nil {
 		if aerr := r.d.Approve(ap); aerr != nil {
 			err = fmt.Errorf("%w: %w", ErrNotAllowed, aerr)
 		}
 	}
 	return network, ap, path, err
+}
+
+// policyName is the name the race is for, "" for an IP literal (Policy.CheckAddr).
+func (r *Race) policyName() string {
+	if _, lit := parseLiteral(r.host); lit {
+		return ""
+	}
+	return r.host
+}
+
+// denyName is the Policy's refusal of a request for the name host, wrapping ErrNotAllowed;
+// nil when there is no Policy or it allows host.
+func (d *Dialer) denyName(host string, port uint16) error {
+	if d.Policy == nil {
+		return nil
+	}
+	if err := d.Policy.CheckName(host, port); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotAllowed, err)
+	}
+	return nil
 }
 
 // route is where a candidate is dialed: IPv6 as is, IPv4 natively when it has a route (always

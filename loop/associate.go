@@ -392,7 +392,9 @@ func (a *association) plan(dst socks.Addr) plan {
 	to, from, err := a.cfg.planner().Datagram(ctx, host, dst.Port)
 	cancel()
 	p := plan{to: netip.AddrPortFrom(to.Addr().Unmap(), to.Port()), from: from, err: err, at: time.Now()}
-	if err != nil {
+	if de, ok := denied(err); ok {
+		logDenied(a.cfg.log(), "socks5-udp", dst.String(), de)
+	} else if err != nil {
 		a.cfg.log().Log(context.Background(), dialLevel(err), "SOCKS5 UDP destination refused", "dest", dst.String(),
 			"err", err, "self", errors.Is(err, ErrSelf))
 	}

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/nat464/nat464-sidecar/nat64"
+	"github.com/nat464/nat464-sidecar/policy"
 	"github.com/nat464/nat464-sidecar/resolver"
 )
 
@@ -17,10 +18,10 @@ var operatorErrs = [...]error{ErrSelf, resolver.ErrTimeout, resolver.ErrServFail
 	resolver.ErrBadResponse}
 
 // Failures the client's request explains: a name that does not exist or has no address, a
-// port nobody listens on, a destination the NAT64 policy refuses, a client or a sidecar that
+// port nobody listens on, a destination the NAT64 policy or the egress policy refuses, a client or a sidecar that
 // went away.
 var clientErrs = [...]error{resolver.ErrNXDomain, resolver.ErrNoData, resolver.ErrBadName, resolver.ErrClosed,
-	syscall.ECONNREFUSED, nat64.ErrPolicy, context.Canceled}
+	syscall.ECONNREFUSED, nat64.ErrPolicy, policy.ErrDenied, context.Canceled}
 
 // dialLevel is the log level of a failed proxy dial: WARN for what an operator can act on
 // (operatorErrs, and by default the rest: no route or NAT64 prefix, a destination

@@ -162,6 +162,10 @@ func (e *egressSet) close() {
 // egressFailed logs, at most once a second, an egress connection whose name could not be
 // reached; the app's connection is reset.
 func (o *owner) egressFailed(err error) {
+	if de, ok := denied(err); ok {
+		logDenied(o.cfg.log(), kindEgress, o.target, de)
+		return
+	}
 	if egressWarnings.allow() {
 		host, port, _ := net.SplitHostPort(o.target)
 		o.cfg.log().Warn("egress connect failed: the app's connection is reset", "name", host, "port", port, "err", fdErr(err))

@@ -52,6 +52,11 @@ func (fw *forwarder) checker() forward.Checker {
 // dialFailed logs and counts a forwarded request's failed dial as a CONNECT's would be.
 func (fw *forwarder) dialFailed(dest string, err error) {
 	msg := "proxy dial failed"
+	if de, ok := denied(err); ok {
+		fw.cfg.Metrics.reject(RejectPolicy)
+		logDenied(fw.cfg.log(), "http-forward", dest, de)
+		return
+	}
 	switch {
 	case errors.Is(err, ErrSelf):
 		fw.cfg.Metrics.reject(RejectSelf)

@@ -87,9 +87,10 @@ type Config struct {
 	// card gives the proxy handshakes to gnet. It needs Race and a DirectDialer.
 	ProxyOnLoops bool
 	// Own, if not nil, receives the front end's listeners as bound when Start returns. The
-	// caller makes the Dialer consult it (eyeballs.Dialer.Approve = Own.Check), so that a
-	// request for one of them is refused before any connect; refusals wrapping ErrSelf are
-	// counted as RejectSelf and logged at WARN.
+	// caller makes the Dialer consult it (the egress policy's self rule, policy.Engine.Self =
+	// Own.Check, or eyeballs.Dialer.Approve = Own.Check), so that a request for one of them is
+	// refused before any connect; refusals wrapping ErrSelf are counted as RejectSelf and
+	// logged at WARN.
 	Own *OwnSockets
 	// Sources are the --inbound-source tables by range; every Inbound mapping with a Source
 	// needs its range here.

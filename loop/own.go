@@ -80,7 +80,7 @@ func (o *OwnSockets) Listeners() []Listener {
 
 // Check returns nil when a connect to dest cannot reach one of the listeners, otherwise an
 // error wrapping ErrSelf and socks.ErrPolicy that names the listener. It has the signature of
-// eyeballs.Dialer.Approve. dest is taken as the kernel would connect it: an IPv4-mapped
+// eyeballs.Dialer.Approve and of policy.Engine.Self (the built-in self rule). dest is taken as the kernel would connect it: an IPv4-mapped
 // address is IPv4, and an unspecified one (0.0.0.0, ::) means loopback. Addresses outside
 // loopback and the interfaces' addresses (a NAT64-synthesized one, for instance) are not
 // local and always pass. A nil *OwnSockets allows everything.

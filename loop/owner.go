@@ -134,6 +134,11 @@ func (o *owner) dialed(err error) {
 		return
 	}
 	msg := "proxy dial failed"
+	if de, ok := denied(err); ok {
+		o.cfg.Metrics.reject(RejectPolicy)
+		logDenied(o.cfg.log(), req.proto.String(), req.String(), de)
+		return
+	}
 	switch {
 	case errors.Is(err, ErrSelf):
 		o.cfg.Metrics.reject(RejectSelf)

@@ -113,7 +113,7 @@ func failureReply(p socks.Protocol, err error) []byte {
 	case socks.ProtocolSOCKS4:
 		return socks.AppendSOCKS4Reply(nil, SOCKS4ReplyFor(err))
 	case socks.ProtocolHTTP:
-		return socks.AppendHTTPResponse(nil, HTTPStatusFor(err))
+		return socks.AppendHTTPError(nil, HTTPStatusFor(err), httpDetail(err))
 	}
 	return nil
 }

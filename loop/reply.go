@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/nat464/nat464-sidecar/nat64"
+	"github.com/nat464/nat464-sidecar/policy"
 	"github.com/nat464/nat464-sidecar/resolver"
 	"github.com/nat464/nat464-sidecar/socks"
 )
@@ -60,7 +61,8 @@ var answers = [...]struct {
 //	00 succeeded                   nil
 //	01 general failure             socks.ErrAuth, socks.ErrMalformed, socks.ErrVersion,
 //	                               socks.ErrHeaderTooLarge
-//	02 not allowed by ruleset      socks.ErrPolicy, nat64.ErrPolicy
+//	02 not allowed by ruleset      socks.ErrPolicy, policy.ErrDenied (the egress policy),
+//	                               nat64.ErrPolicy
 //	07 command not supported       socks.ErrCommandNotSupported, socks.ErrMethodNotAllowed
 //	08 address type not supported  socks.ErrAddrTypeNotSupported
 //	03 network unreachable         nat64.ErrNoPrefix
@@ -95,7 +97,8 @@ func SOCKS4ReplyFor(err error) socks.Reply4 {
 	return answers[classify(err)].rep4
 }
 
-// HTTPStatusFor maps err to the status answering a CONNECT: 200 for nil; 403 policy; 405
+// HTTPStatusFor maps err to the status answering a CONNECT: 200 for nil; 403 policy (the
+// egress policy's refusal names its rule in the body: failureReply); 405
 // non-CONNECT method or unsupported command; 400 malformed request, oversized header or bad
 // address; 407 socks.ErrAuth; 504 timeouts, a nameserver's included; 502 refused, unreachable,
 // other resolve failures and the rest.
@@ -113,6 +116,7 @@ var sentinels = [...]struct {
 }{
 	{socks.ErrAuth, classAuth},
 	{socks.ErrPolicy, classPolicy},
+	{policy.ErrDenied, classPolicy},
 	{nat64.ErrPolicy, classPolicy},
 	{nat64.ErrNoPrefix, classNetUnreachable},
 	{socks.ErrCommandNotSupported, classCommand},

@@ -216,6 +216,13 @@ var statusText = map[int]string{
 // text body and Connection: close; 405 adds Allow: CONNECT and 407 a Basic challenge
 // (Proxy-Authenticate: Basic realm="nat464").
 func AppendHTTPResponse(dst []byte, status int) []byte {
+	return AppendHTTPError(dst, status, "")
+}
+
+// AppendHTTPError is AppendHTTPResponse with detail, a line that says why, after the status
+// text in the body (a policy refusal names its rule there). Control characters in detail are
+// replaced by spaces; it is cut at 512 bytes. 200 ignores detail.
+func AppendHTTPError(dst []byte, status int, detail string) []byte {
 	if status == StatusOK {
 		return append(dst, "HTTP/1.1 200 Connection established\r\n\r\n"...)
 	}
@@ -234,9 +241,30 @@ func AppendHTTPResponse(dst []byte, status int) []byte {
 	case StatusProxyAuthRequired:
 		dst = append(dst, "Proxy-Authenticate: Basic realm=\""+HTTPRealm+"\"\r\n"...)
 	}
+	if len(detail) > maxHTTPDetail {
+		detail = detail[:maxHTTPDetail]
+	}
+	n := len(text) + 1
+	if detail != "" {
+		n += len(detail) + 1
+	}
 	dst = append(dst, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
-	dst = strconv.AppendInt(dst, int64(len(text)+1), 10)
+	dst = strconv.AppendInt(dst, int64(n), 10)
 	dst = append(dst, "\r\nConnection: close\r\n\r\n"...)
 	dst = append(dst, text...)
+	dst = append(dst, '\n')
+	if detail == "" {
+		return dst
+	}
+	for i := 0; i < len(detail); i++ {
+		c := detail[i]
+		if c < 0x20 || c == 0x7f {
+			c = ' '
+		}
+		dst = append(dst, c)
+	}
 	return append(dst, '\n')
 }
+
+// maxHTTPDetail bounds AppendHTTPError's detail line.
+const maxHTTPDetail = 512

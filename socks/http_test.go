@@ -159,6 +159,9 @@ func TestHTTPResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		b := AppendHTTPResponse([]byte("x"), tt.status)
+		if d := AppendHTTPError([]byte("x"), tt.status, ""); !bytes.Equal(d, b) {
+			t.Errorf("%d: AppendHTTPError without detail differs: %q", tt.status, d)
+		}
 		if b[0] != 'x' {
 			t.Fatal("prefix lost")
 		}
@@ -184,5 +187,28 @@ func TestHTTPResponse(t *testing.T) {
 		if tt.header != "" && resp.Header.Get(tt.header) != tt.value {
 			t.Errorf("%d: %s = %q, want %q", tt.status, tt.header, resp.Header.Get(tt.header), tt.value)
 		}
+	}
+}
+
+// TestHTTPErrorDetail: the detail line follows the status text in the body, Content-Length
+// counts it, control characters cannot split the response, and it is bounded.
+func TestHTTPErrorDetail(t *testing.T) {
+	for _, tc := range []struct{ detail, want string }{
+		{`policy: x.example:443 denied by rule "deny *.example" (line 1)`, "Forbidden\npolicy: x.example:443 denied by rule \"deny *.example\" (line 1)\n"},
+		{"a\r\nInjected: 1\x00", "Forbidden\na  Injected: 1 \n"},
+		{strings.Repeat("x", 600), "Forbidden\n" + strings.Repeat("x", 512) + "\n"},
+	} {
+		b := AppendHTTPError(nil, StatusForbidden, tc.detail)
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 403 || string(body) != tc.want || resp.Header.Get("Injected") != "" {
+			t.Errorf("detail %.40q: %d %q, want 403 %q", tc.detail, resp.StatusCode, body, tc.want)
+		}
+	}
+	if got := string(AppendHTTPError(nil, StatusOK, "x")); got != "HTTP/1.1 200 Connection established\r\n\r\n" {
+		t.Errorf("200 with detail: %q", got)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -58,6 +60,7 @@ func (e *egressUDP) serve(a netip.Addr, name string) error {
 		cfg.Kind = udp.KindEgress
 		cfg.Resolve = func(ctx context.Context) (netip.AddrPort, error) {
 			to, _, err := e.plan.Datagram(ctx, name, port)
+			loop.LogDenied(e.lg, "egress-udp", net.JoinHostPort(name, strconv.Itoa(int(port))), err)
 			return to, err
 		}
 		r, err := udp.Listen(cfg)

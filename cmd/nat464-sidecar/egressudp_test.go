@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,5 +82,43 @@ func TestEgressUDP(t *testing.T) {
 	}
 	if !strings.Contains(sc.Logs.String(), "udp drained") {
 		t.Errorf("no udp drained line:\n%s", sc.Logs)
+	}
+}
+
+// TestEgressUDPPolicy: egress UDP obeys --egress-policy with no code of its own (the relay's
+// Resolve is eyeballs.Dialer.Datagram): datagrams to the egress address of a denied name never
+// reach it, the refusal is counted per rule and logged with the rule; an allowed name works.
+func TestEgressUDPPolicy(t *testing.T) {
+	requireLinux(t)
+	e := newEgressEnv(t)
+	e.up.AddAAAA("denied.example", time.Minute, "::1")
+	uport := uint16(udpEchoOn(t, "udp6", "[::1]:0"))
+	pol := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(pol, []byte("deny denied.example\n"), 0o644)
+	sc := e.start(t, "--egress-udp-ports", fmt.Sprint(uport), "--egress-policy", pol)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	ok := netip.AddrPortFrom(e.resolveA(t, "v6only.example"), uport)
+	c.WriteToUDPAddrPort([]byte("allowed"), ok)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, from, err := c.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "allowed" || from != ok {
+		t.Fatalf("allowed name: %q from %s, %v", buf[:n], from, err)
+	}
+	bad := netip.AddrPortFrom(e.resolveA(t, "denied.example"), uport)
+	c.WriteToUDPAddrPort([]byte("denied"), bad)
+	sc.WaitLog(5*time.Second, `msg="egress policy denied" protocol=egress-udp dest=denied.example.:`+fmt.Sprint(uport)+` rule="deny denied.example" line=1`)
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _, err := c.ReadFromUDPAddrPort(buf); err == nil {
+		t.Errorf("a denied name answered %q", buf[:n])
+	}
+	if v := sc.metric("nat464_policy_decisions_total", `action="deny",rule="deny denied.example"`); v != 1 {
+		t.Errorf("decisions_total{deny denied.example} = %v, want 1", v)
+	}
+	if v := sc.metric("nat464_udp_datagrams_total", `direction="in",kind="egress"`); v != 1 {
+		t.Errorf("egress datagrams in = %v, want 1 (only the allowed one)", v)
 	}
 }

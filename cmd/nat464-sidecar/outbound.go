@@ -15,6 +15,7 @@ import (
 	"github.com/nat464/nat464-sidecar/eyeballs"
 	"github.com/nat464/nat464-sidecar/loop"
 	"github.com/nat464/nat464-sidecar/nat64"
+	"github.com/nat464/nat464-sidecar/policy"
 	"github.com/nat464/nat464-sidecar/resolver"
 	"github.com/nat464/nat464-sidecar/splice"
 )
@@ -33,11 +34,13 @@ type outbound struct {
 	done     chan struct{}
 }
 
-// newOutbound builds the stack; approve vets every address the dialer is about to connect.
+// newOutbound builds the stack; pol (the egress policy, with the self rule) vets every name
+// before its lookup and every address the dialer is about to connect; it learns the NAT64
+// prefixes here, to judge a synthesized literal as its IPv4.
 // With transparent egress on, servers replace resolv.conf's nameservers (the pod's resolv.conf
 // names the sidecar itself) and the hosts file's egress addresses are skipped (a static egress
 // name is dialed by its DNS addresses).
-func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer, approve func(netip.AddrPort) error,
+func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer, pol *policy.Engine,
 	servers []netip.AddrPort) (*outbound, error) {
 	rcfg := resolver.Config{ResolvConf: cfg.ResolvConf, HostsFile: cfg.HostsFile, Servers: servers,
 		Metrics: resolver.NewMetrics(reg)}
@@ -66,8 +69,9 @@ func newOutbound(cfg *config.Config, lg *slog.Logger, reg prometheus.Registerer,
 	o.dial = &eyeballs.Dialer{
 		Resolver: res, NAT64: o.prefixes, FirstFamilyCount: cfg.HEFirstFamilyCount,
 		ResolutionDelay: resDelay, AttemptDelay: cfg.HEAttemptDelay,
-		MaxConcurrent: cfg.HEMaxConcurrent, Timeout: cfg.DialTimeout, Approve: approve, Metrics: eyeballs.NewMetrics(reg),
+		MaxConcurrent: cfg.HEMaxConcurrent, Timeout: cfg.DialTimeout, Policy: pol, Metrics: eyeballs.NewMetrics(reg),
 	}
+	pol.Desynthesize = o.prefixes.Desynthesize
 	var ctx context.Context
 	ctx, o.cancel = context.WithCancel(context.Background())
 	go func() {

@@ -32,6 +32,7 @@ type sidecar struct {
 	udp    udpRelays    // the --inbound-udp relays
 	srcs   sourceTables // the --inbound-source tables
 	auth   *loop.Auth
+	policy *egressPolicy
 	plan   loopPlan
 	procs  int // GOMAXPROCS in force
 }
@@ -66,9 +67,13 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		return nil, err
 	}
 	buildInfo.WithLabelValues(version, sc.engine.Name()).Set(1)
-	// The proxy refuses to dial any of the sidecar's own listeners: the front end adds its
-	// own when bound, the admin address follows below.
+	// The proxy refuses to dial any of the sidecar's own listeners (the egress policy's
+	// built-in self rule): the front end adds its own when bound, the admin address follows
+	// below.
 	own := &loop.OwnSockets{}
+	if sc.policy, err = newEgressPolicy(cfg, lg, reg, own); err != nil {
+		return nil, err
+	}
 	if sc.egress, err = newTransparent(cfg, lg, reg); err != nil {
 		return nil, err
 	}
@@ -76,7 +81,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	if sc.egress != nil {
 		servers = sc.egress.upstreams
 	}
-	if sc.out, err = newOutbound(cfg, lg, reg, own.Check, servers); err != nil {
+	if sc.out, err = newOutbound(cfg, lg, reg, sc.policy.engine, servers); err != nil {
 		return nil, err
 	}
 	lm := loop.NewMetrics(reg)
@@ -123,6 +128,7 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 		lg.Info("admin listening", "addr", addr.String(), "pprof", cfg.Pprof)
 	}
 	sc.logStart()
+	sc.policy.watch()
 	sc.out.awaitStartup(lg)
 	sc.admin.SetStarted()
 	return sc, nil
@@ -193,6 +199,7 @@ func (sc *sidecar) stopBackground() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	sc.egress.stop(ctx)
+	sc.policy.stop()
 	if sc.out != nil {
 		sc.out.close()
 	}
@@ -211,8 +218,10 @@ func (sc *sidecar) loadAuth() error {
 	return nil
 }
 
-// reload handles SIGHUP: the auth file is read again; a bad file keeps the old credentials.
+// reload handles SIGHUP: the auth file and the egress policy are read again; a bad file keeps
+// what was in force.
 func (sc *sidecar) reload() {
+	sc.policy.reload("SIGHUP")
 	if err := sc.loadAuth(); err != nil {
 		sc.log.Error("reload failed; keeping the previous credentials", "err", err)
 		return

@@ -48,6 +48,8 @@ NSP=2001:db8:64::/96
 WKP=64:ff9b::/96
 TAYGA4=192.0.2.1
 POOL4=192.0.2.128/25
+DENIED4=203.0.113.0/24
+INSIDE4=203.0.113.10
 APP=127.0.0.1:8000
 SEARCH="default.svc.cluster.local svc.cluster.local cluster.local"
 
@@ -213,6 +215,9 @@ dual.example.       IN A    $DS4
 two6.example.       IN AAAA $TWO6A
 two6.example.       IN AAAA $TWO6B
 pod.example.        IN AAAA $POD6
+; An ordinary-looking name whose only address lies in $DENIED4 (nothing there): the egress policy
+; test denies that range, and the name must not get around it.
+inside.example.     IN A    $INSIDE4
 web.default.svc.cluster.local.    IN AAAA $V6SRV
 legacy.default.svc.cluster.local. IN A    $V4SRV
 ; An answer too large for one UDP reply (EDNS 1232): a resolver must retry it over TCP.
@@ -516,6 +521,8 @@ LAB_TWO6A=$TWO6A
 LAB_TWO6B=$TWO6B
 LAB_CLIENT6=$CLIENT6
 LAB_POOL4=$POOL4
+LAB_DENIED4=$DENIED4
+LAB_INSIDE4=$INSIDE4
 LAB_NSP=$NSP
 LAB_WKP=$WKP
 LAB_APP=$APP
