@@ -210,8 +210,10 @@ func checkGrace(spec *corev1.PodSpec, sc sidecar, is *issues) {
 	}
 }
 
-// checkInbound wants every inbound listen port declared on the sidecar, and ports below 1024
-// allowed by the namespaced sysctl (capabilities do not work for a non-root process).
+// checkInbound wants every inbound listen port declared in the pod, by the sidecar or, with the
+// same port on both sides, by the app's container (declared twice it draws the API server's
+// duplicate-port warning), and ports below 1024 allowed by the namespaced sysctl (capabilities do
+// not work for a non-root process).
 func checkInbound(spec *corev1.PodSpec, sc sidecar, is *issues) {
 	unpriv := 1024
 	if spec.SecurityContext != nil {
@@ -228,8 +230,11 @@ func checkInbound(spec *corev1.PodSpec, sc sidecar, is *issues) {
 		if port < unpriv {
 			is.add("inbound", "--inbound %s listens below net.ipv4.ip_unprivileged_port_start (%d)", m, unpriv)
 		}
-		if !slices.ContainsFunc(sc.c.Ports, func(p corev1.ContainerPort) bool { return int(p.ContainerPort) == port }) {
-			is.add("inbound", "--inbound %s: port %d is not in the sidecar's ports", m, port)
+		declared := func(c *corev1.Container) bool {
+			return slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return int(p.ContainerPort) == port })
+		}
+		if !slices.ContainsFunc(allContainers(spec), declared) {
+			is.add("inbound", "--inbound %s: port %d is not in the pod's ports", m, port)
 		}
 	}
 }

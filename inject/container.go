@@ -2,6 +2,7 @@ package inject
 
 import (
 	"cmp"
+	"slices"
 	"strconv"
 )
 
@@ -89,19 +90,22 @@ const (
 	nonRootUID = 65532 // the distroless image's nonroot user
 )
 
-// sidecar is the container deploy/components/sidecar adds, with args.
-func (c *Config) sidecar(args []string, transparent bool) sidecarContainer {
+// sidecar is the container deploy/components/sidecar adds, with args. Its inbound port is
+// declared unless an app container declares the same number already (the same port on both
+// sides, the default): declared twice, the API server warns of a duplicate port definition.
+func (c *Config) sidecar(args []string, transparent bool, apps []container) sidecarContainer {
 	s := sidecarContainer{
 		Name: SidecarName, Image: cmp.Or(c.Image, DefaultImage), RestartPolicy: "Always", Args: args,
-		Ports: []port{
-			{Name: "nat464-in", ContainerPort: inboundPort(args), Protocol: "TCP"},
-			{Name: "nat464-admin", ContainerPort: adminPort, Protocol: "TCP"},
-		},
+		Ports: []port{{Name: "nat464-admin", ContainerPort: adminPort, Protocol: "TCP"}},
 		StartupProbe:   httpProbe("/startupz", 1, 1, 60),
 		ReadinessProbe: httpProbe("/readyz", 5, 1, 2),
 		LivenessProbe:  httpProbe("/livez", 10, 2, 3),
 		Resources: resources{Requests: map[string]string{"cpu": "50m", "memory": "32Mi"},
 			Limits: map[string]string{"cpu": "1", "memory": "256Mi"}},
+	}
+	in := inboundPort(args)
+	if !slices.ContainsFunc(apps, func(a container) bool { return slices.Contains(a.Ports, in) }) {
+		s.Ports = append([]port{{Name: "nat464-in", ContainerPort: in, Protocol: "TCP"}}, s.Ports...)
 	}
 	sc := &s.SecurityContext
 	sc.Capabilities.Drop = []string{"ALL"}

@@ -68,8 +68,9 @@ type pod struct {
 }
 
 type container struct {
-	Name string
-	Env  []envVar // nil when absent or null
+	Name  string
+	Env   []envVar // nil when absent or null
+	Ports []int    // containerPort of each port it declares
 }
 
 // object is a JSON object whose members are looked up by their exact name: encoding/json
@@ -125,6 +126,17 @@ func decodeContainers(spec object, key string) ([]container, error) {
 	for i, o := range objs {
 		if _, err := o.member("name", &out[i].Name); err != nil {
 			return nil, err
+		}
+		ports, _, err := o.objects("ports")
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ports {
+			var n int
+			if _, err := p.member("containerPort", &n); err != nil {
+				return nil, err
+			}
+			out[i].Ports = append(out[i].Ports, n)
 		}
 		envs, there, err := o.objects("env")
 		if err != nil {
@@ -236,7 +248,7 @@ func (c *Config) Patch(raw []byte, namespace string) ([]Op, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := c.sidecar(args, transparent)
+	sc := c.sidecar(args, transparent, p.Spec.Containers)
 	var ops []Op
 	if p.Spec.InitContainers == nil {
 		ops = append(ops, Op{"add", "/spec/initContainers", []any{sc}})

@@ -201,6 +201,12 @@ func TestFlagAnnotations(t *testing.T) {
 	if p := get(m, "spec", "initContainers", 0, "ports", 0, "containerPort"); p != 9000.0 {
 		t.Errorf("inbound port %v, want 9000", p)
 	}
+	// The app declares the inbound port itself (the same port on both sides): the sidecar does
+	// not declare it again.
+	m, _ = injected(t, `{"metadata":{"annotations":{"nat464.io/inject":"true"}},"spec":{"containers":[{"name":"app","ports":[{"containerPort":8080}]}]}}`)
+	if ps := get(m, "spec", "initContainers", 0, "ports").([]any); len(ps) != 1 || get(ps[0], "name") != "nat464-admin" {
+		t.Errorf("sidecar ports %v, want the admin port only", ps)
+	}
 }
 
 // A flag the sidecar does not have, or a value it refuses, is an annotation error naming why.
