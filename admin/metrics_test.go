@@ -3,6 +3,8 @@ package admin
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,6 +61,15 @@ func TestProbeMetrics(t *testing.T) {
 	want("draining", 0, 4, 1)
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 3 {
 		t.Errorf("registered %d series (%v), want 3", n, err)
+	}
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nat464_admin_ready", "nat464_admin_ready_changes_total", "nat464_admin_draining"} {
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/operations.md does not document %s", name)
+		}
 	}
 	// A Server without ProbeMetrics answers as before.
 	(&Server{}).SetDraining()
