@@ -64,6 +64,8 @@ type Server struct {
 	MaxConns int
 	// Rejects, if non-nil, counts the connections closed over MaxConns (see NewRejects).
 	Rejects prometheus.Counter
+	// Probes, if non-nil, records the /readyz answers and the drain (see NewProbeMetrics).
+	Probes *ProbeMetrics
 
 	started  atomic.Bool
 	draining atomic.Bool
@@ -100,7 +102,10 @@ func (s *Server) checkTimeout() time.Duration {
 func (s *Server) SetStarted() { s.started.Store(true) }
 
 // SetDraining makes /readyz fail at once, for the whole shutdown.
-func (s *Server) SetDraining() { s.draining.Store(true) }
+func (s *Server) SetDraining() {
+	s.draining.Store(true)
+	s.Probes.setDraining()
+}
 
 // Handler returns the admin mux.
 func (s *Server) Handler() http.Handler {
@@ -197,6 +202,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	default:
 		res = s.cachedReady(r.Context())
 	}
+	s.Probes.answered(res.Status == "ok")
 	s.serveChecks(w, r, res)
 }
 

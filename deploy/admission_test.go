@@ -109,7 +109,7 @@ func podOf(d *appsv1.Deployment) *corev1.Pod {
 func TestAdmission(t *testing.T) {
 	s := requireAPIServer(t)
 	s.restrictedNamespace(t)
-	sets := manifestSets(t)
+	sets := manifestSets(t, ".")
 	pods := 0
 	for _, name := range slices.Sorted(maps.Keys(sets)) {
 		t.Run(name, func(t *testing.T) {

@@ -41,7 +41,7 @@ type apiServer struct {
 	stop   func()
 }
 
-var api struct {
+var apiSrv struct {
 	once sync.Once
 	srv  *apiServer
 	err  error
@@ -50,8 +50,8 @@ var api struct {
 // TestMain stops the API server the tests started, if any.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if api.srv != nil {
-		api.srv.stop()
+	if apiSrv.srv != nil {
+		apiSrv.srv.stop()
 	}
 	os.Exit(code)
 }
@@ -63,21 +63,21 @@ func requireAPIServer(t *testing.T) *apiServer {
 	if testing.Short() {
 		t.Skip("starts etcd and kube-apiserver")
 	}
-	api.once.Do(func() {
+	apiSrv.once.Do(func() {
 		dir, err := exec.Command("bash", "k8s/build.sh", "-n").Output()
 		if err != nil {
-			api.err = errors.New("kube-apiserver and etcd are not built: run deploy/k8s/build.sh (make k8s-bins)")
+			apiSrv.err = errors.New("kube-apiserver and etcd are not built: run deploy/k8s/build.sh (make k8s-bins)")
 			return
 		}
-		api.srv, api.err = startAPIServer(strings.TrimSpace(string(dir)))
+		apiSrv.srv, apiSrv.err = startAPIServer(strings.TrimSpace(string(dir)))
 	})
-	if api.err != nil {
-		if os.Getenv("CI") == "true" || api.srv == nil && !strings.Contains(api.err.Error(), "not built") {
-			t.Fatal(api.err)
+	if apiSrv.err != nil {
+		if os.Getenv("CI") == "true" || apiSrv.srv == nil && !strings.Contains(apiSrv.err.Error(), "not built") {
+			t.Fatal(apiSrv.err)
 		}
-		t.Skip(api.err)
+		t.Skip(apiSrv.err)
 	}
-	return api.srv
+	return apiSrv.srv
 }
 
 // freeTCP is a TCP port that was free on 127.0.0.1 a moment ago.

@@ -66,16 +66,26 @@ func TestChecksCatch(t *testing.T) {
 		{"privilege escalation", "pss", func(d *appsv1.Deployment, _ *corev1.Service) {
 			sidecarOf(d).SecurityContext.AllowPrivilegeEscalation = nil
 		}},
-		{"writable root", "pss", func(d *appsv1.Deployment, _ *corev1.Service) {
+		{"writable root", "hardening", func(d *appsv1.Deployment, _ *corev1.Service) {
 			f := false
 			appOf(d).SecurityContext.ReadOnlyRootFilesystem = &f
 		}},
-		{"capability added", "pss", func(d *appsv1.Deployment, _ *corev1.Service) {
+		{"capability the standard allows added", "hardening", func(d *appsv1.Deployment, _ *corev1.Service) {
 			sidecarOf(d).SecurityContext.Capabilities.Add = []corev1.Capability{"NET_BIND_SERVICE"}
+		}},
+		{"capability added", "pss", func(d *appsv1.Deployment, _ *corev1.Service) {
+			sidecarOf(d).SecurityContext.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
 		}},
 		{"root user", "pss", func(d *appsv1.Deployment, _ *corev1.Service) {
 			var root int64
 			d.Spec.Template.Spec.SecurityContext.RunAsUser = &root
+		}},
+		{"another user", "hardening", func(d *appsv1.Deployment, _ *corev1.Service) {
+			other := int64(1000)
+			appOf(d).SecurityContext.RunAsUser = &other
+		}},
+		{"container relying on the pod's seccomp profile", "pss", func(d *appsv1.Deployment, _ *corev1.Service) {
+			appOf(d).SecurityContext.SeccompProfile = nil
 		}},
 		{"unsafe sysctl", "pss", func(d *appsv1.Deployment, _ *corev1.Service) {
 			d.Spec.Template.Spec.SecurityContext.Sysctls = []corev1.Sysctl{{Name: "net.core.somaxconn", Value: "1024"}}

@@ -159,7 +159,7 @@ func TestExistingAppChecksCatch(t *testing.T) {
 		}},
 		{"component for another container name", "pss", replace(appEnv, "- name: app\n", "- name: main\n")},
 		{"sidecar without restartPolicy", "sidecar", replace(sidecarF, "          restartPolicy: Always\n", "")},
-		{"sidecar with a writable root", "pss", replace(sidecarF, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")},
+		{"sidecar with a writable root", "hardening", replace(sidecarF, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")},
 		{"sidecar on another port than the app's", "app-probe", replace(sidecarF, "--inbound=8080=", "--inbound=8081=")},
 		{"vendor app on another port", "app-probe", replace(existingVendor, "port: 8080", "port: 9090")},
 		{"vendor Service to an unmapped port", "service", replace(existingVendor, "targetPort: 8080", "targetPort: 9090")},

@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -50,7 +51,9 @@ func yamlFiles(root string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && p != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+		// monitoring/ holds a PrometheusRule, a Prometheus rules file and promtool's tests,
+		// not workloads: monitoring_test.go checks them.
+		if d.IsDir() && p != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == monitoringDir) {
 			return filepath.SkipDir
 		}
 		if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
@@ -187,6 +190,7 @@ type podTemplate struct {
 	src       string
 	namespace string
 	labels    map[string]string
+	meta      *metav1.ObjectMeta // the Pod's, or the template's (Pod Security reads its annotations)
 	spec      *corev1.PodSpec
 }
 
@@ -197,9 +201,9 @@ func podsAndServices(objs []object) ([]podTemplate, []*corev1.Service) {
 	for _, o := range objs {
 		switch v := o.obj.(type) {
 		case *corev1.Pod:
-			pods = append(pods, podTemplate{o.src, v.Namespace, v.Labels, &v.Spec})
+			pods = append(pods, podTemplate{o.src, v.Namespace, v.Labels, &v.ObjectMeta, &v.Spec})
 		case *appsv1.Deployment:
-			pods = append(pods, podTemplate{o.src, v.Namespace, v.Spec.Template.Labels, &v.Spec.Template.Spec})
+			pods = append(pods, podTemplate{o.src, v.Namespace, v.Spec.Template.Labels, &v.Spec.Template.ObjectMeta, &v.Spec.Template.Spec})
 		case *corev1.Service:
 			svcs = append(svcs, v)
 		}

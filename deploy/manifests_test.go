@@ -17,7 +17,7 @@ func checkSet(objs []object, twins map[string]bool) (issues, int) {
 	pods, svcs := podsAndServices(objs)
 	sidecars := map[int]sidecar{}
 	for i, p := range pods {
-		checkPodSecurity(p.spec, &is)
+		checkPodSecurity(p.meta, p.spec, &is)
 		c := findSidecar(p.spec, &is)
 		if c == nil {
 			continue
@@ -90,14 +90,34 @@ func checkService(s *corev1.Service, pods []podTemplate, sidecars map[int]sideca
 	}
 }
 
-// manifestSets decodes every YAML document under deploy/ strictly (failing t on any error),
-// checks every kustomization's references, and renders every kustomization. A set is the
-// documents of one directory, or one rendering ("DIR (kustomize build)"). Directories whose
-// kustomization lists components are inputs: their own resources lack what the components
-// add (an existing app before the sidecar), so only their render is a set.
-func manifestSets(t *testing.T) map[string][]object {
+// TestManifests decodes every YAML document under deploy/ strictly, checks every kustomization's
+// references, renders every kustomization, and runs every check on each directory and render.
+func TestManifests(t *testing.T) {
+	sets := manifestSets(t, ".")
+	twins := flagTwins()
+	totalPods := 0
+	for _, name := range slices.Sorted(maps.Keys(sets)) {
+		t.Run(name, func(t *testing.T) {
+			is, pods := checkSet(sets[name], twins)
+			totalPods += pods
+			for _, i := range is {
+				t.Error(i)
+			}
+		})
+	}
+	// base, its render, the overlay's render and the Pod example.
+	if totalPods < 4 {
+		t.Errorf("checked %d pod specs, want at least 4: are manifests missing?", totalPods)
+	}
+}
+
+// manifestSets decodes every YAML document under root strictly, checks every kustomization's
+// references and patches, and renders every kustomization. It returns the sets of objects
+// deployed together: each directory's plain files (less those of a directory whose
+// kustomization lists components, which only make sense rendered) and each render, named
+// "DIR (kustomize build)".
+func manifestSets(t *testing.T, root string) map[string][]object {
 	t.Helper()
-	const root = "."
 	files, err := yamlFiles(root)
 	if err != nil {
 		t.Fatal(err)
@@ -161,24 +181,4 @@ func manifestSets(t *testing.T) map[string][]object {
 		t.Errorf("found %d kustomizations, want the base and at least one overlay", len(kdirs))
 	}
 	return sets
-}
-
-// TestManifests runs every check on each directory and render of manifestSets.
-func TestManifests(t *testing.T) {
-	sets := manifestSets(t)
-	twins := flagTwins()
-	totalPods := 0
-	for _, name := range slices.Sorted(maps.Keys(sets)) {
-		t.Run(name, func(t *testing.T) {
-			is, pods := checkSet(sets[name], twins)
-			totalPods += pods
-			for _, i := range is {
-				t.Error(i)
-			}
-		})
-	}
-	// base, its render, the overlay's render and the Pod example.
-	if totalPods < 4 {
-		t.Errorf("checked %d pod specs, want at least 4: are manifests missing?", totalPods)
-	}
 }

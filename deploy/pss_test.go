@@ -1,102 +1,96 @@
 package deploy
 
 import (
-	"slices"
+	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 )
 
-// safeSysctls is kubelet's list of namespaced sysctls that the baseline (and so restricted) Pod
-// Security Standard allows.
-var safeSysctls = []string{
-	"kernel.shm_rmid_forced",
-	"net.ipv4.ip_local_port_range",
-	"net.ipv4.ip_local_reserved_ports",
-	"net.ipv4.tcp_syncookies",
-	"net.ipv4.ping_group_range",
-	"net.ipv4.ip_unprivileged_port_start",
-	"net.ipv4.tcp_keepalive_time",
-	"net.ipv4.tcp_fin_timeout",
-	"net.ipv4.tcp_keepalive_intvl",
-	"net.ipv4.tcp_keepalive_probes",
+// restrictedLatest is what examples/namespace.yaml enforces: the restricted level at version
+// latest (the newest rules the pod-security-admission module in go.mod knows).
+var restrictedLatest = api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}
+
+// podSecurity is the Pod Security Admission's own evaluator, the code the API server runs for a
+// namespace labelled pod-security.kubernetes.io/enforce, with every default check.
+var podSecurity = sync.OnceValues(func() (policy.Evaluator, error) {
+	return policy.NewEvaluator(policy.DefaultChecks(), nil)
+})
+
+// podSecurityRefusals returns what the evaluator refuses in a pod at lv, one "reason (detail)"
+// per failed check; none means the pod is admitted.
+func podSecurityRefusals(lv api.LevelVersion, meta *metav1.ObjectMeta, spec *corev1.PodSpec) ([]string, error) {
+	ev, err := podSecurity()
+	if err != nil {
+		return nil, fmt.Errorf("pod-security-admission evaluator: %w", err)
+	}
+	if meta == nil {
+		meta = &metav1.ObjectMeta{}
+	}
+	var out []string
+	for _, r := range ev.EvaluatePod(lv, meta, spec) {
+		if r.Allowed {
+			continue
+		}
+		msg := r.ForbiddenReason
+		if r.ForbiddenDetail != "" {
+			msg += " (" + r.ForbiddenDetail + ")"
+		}
+		out = append(out, msg)
+	}
+	return out, nil
 }
 
-// checkPodSecurity holds the pod to the "restricted" Pod Security Standard, stricter in two ways:
-// every container states every field itself (so it stays safe when copied elsewhere), and the
-// identity is the image's numeric nonroot user 65532:65532.
-func checkPodSecurity(spec *corev1.PodSpec, is *issues) {
-	if spec.HostNetwork || spec.HostPID || spec.HostIPC {
-		is.add("pss", "pod shares a host namespace")
-	}
-	psc := spec.SecurityContext
-	if psc == nil {
-		is.add("pss", "pod has no securityContext")
-		psc = &corev1.PodSecurityContext{}
-	}
-	if !isTrue(psc.RunAsNonRoot) {
-		is.add("pss", "pod: runAsNonRoot must be true")
-	}
-	if !isID(psc.RunAsUser) || !isID(psc.RunAsGroup) {
-		is.add("pss", "pod: runAsUser and runAsGroup must be %d", nonRootID)
-	}
-	if !isRuntimeDefault(psc.SeccompProfile) {
-		is.add("pss", "pod: seccompProfile must be RuntimeDefault")
-	}
-	for _, s := range psc.Sysctls {
-		if !slices.Contains(safeSysctls, s.Name) {
-			is.add("pss", "pod: sysctl %s is not in the safe set", s.Name)
-		}
-	}
-	for _, v := range spec.Volumes {
-		vs := v.VolumeSource
-		if vs.ConfigMap == nil && vs.CSI == nil && vs.DownwardAPI == nil && vs.EmptyDir == nil &&
-			vs.Ephemeral == nil && vs.PersistentVolumeClaim == nil && vs.Projected == nil && vs.Secret == nil {
-			is.add("pss", "volume %q: type not allowed by the restricted standard", v.Name)
-		}
-	}
-	for _, c := range allContainers(spec) {
-		checkContainerSecurity(c, is)
-		checkResources(c, is)
-	}
-}
-
-func checkContainerSecurity(c *corev1.Container, is *issues) {
-	sc := c.SecurityContext
-	if sc == nil {
-		is.add("pss", "container %q has no securityContext", c.Name)
+// checkPodSecurity holds the pod to the restricted Pod Security Standard with the official
+// evaluator, then to two house rules it does not state:
+//
+//   - every container is admitted on its own, without the pod's securityContext, so it stays
+//     safe when copied into another pod (rule "pss");
+//   - the identity is the image's numeric nonroot user 65532:65532, the root filesystem is
+//     read-only, and no capability is added, not even the NET_BIND_SERVICE the standard allows:
+//     Kubernetes has no ambient capabilities, so a non-root process never gets it (rule
+//     "hardening").
+func checkPodSecurity(meta *metav1.ObjectMeta, spec *corev1.PodSpec, is *issues) {
+	refusals, err := podSecurityRefusals(restrictedLatest, meta, spec)
+	if err != nil {
+		is.add("pss", "%v", err)
 		return
 	}
-	if !isTrue(sc.RunAsNonRoot) {
-		is.add("pss", "container %q: runAsNonRoot must be true", c.Name)
+	for _, r := range refusals {
+		is.add("pss", "pod refused by %s: %s", restrictedLatest, r)
+	}
+	for _, c := range allContainers(spec) {
+		alone := &corev1.PodSpec{Containers: []corev1.Container{*c.DeepCopy()}}
+		refusals, _ := podSecurityRefusals(restrictedLatest, meta, alone)
+		for _, r := range refusals {
+			is.add("pss", "container %q on its own (without the pod's securityContext) refused by %s: %s", c.Name, restrictedLatest, r)
+		}
+		checkHardening(c, is)
+		checkResources(c, is)
+	}
+	if psc := spec.SecurityContext; psc == nil || !isID(psc.RunAsUser) || !isID(psc.RunAsGroup) {
+		is.add("hardening", "pod: runAsUser and runAsGroup must be %d", nonRootID)
+	}
+}
+
+// checkHardening applies the house rules beyond the standard to one container.
+func checkHardening(c *corev1.Container, is *issues) {
+	sc := c.SecurityContext
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
 	}
 	if !isID(sc.RunAsUser) || !isID(sc.RunAsGroup) {
-		is.add("pss", "container %q: runAsUser and runAsGroup must be %d", c.Name, nonRootID)
+		is.add("hardening", "container %q: runAsUser and runAsGroup must be %d", c.Name, nonRootID)
 	}
-	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		is.add("pss", "container %q: allowPrivilegeEscalation must be false", c.Name)
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		is.add("hardening", "container %q: readOnlyRootFilesystem must be true", c.Name)
 	}
-	if !isTrue(sc.ReadOnlyRootFilesystem) {
-		is.add("pss", "container %q: readOnlyRootFilesystem must be true", c.Name)
-	}
-	if isTrue(sc.Privileged) {
-		is.add("pss", "container %q: privileged", c.Name)
-	}
-	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-		is.add("pss", "container %q: capabilities must drop ALL", c.Name)
-	} else if len(sc.Capabilities.Add) > 0 {
-		is.add("pss", "container %q: adds capabilities %v (a non-root process cannot use them; "+
+	if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
+		is.add("hardening", "container %q: adds capabilities %v (a non-root process cannot use them; "+
 			"use net.ipv4.ip_unprivileged_port_start for low ports)", c.Name, sc.Capabilities.Add)
-	}
-	if !isRuntimeDefault(sc.SeccompProfile) {
-		is.add("pss", "container %q: seccompProfile must be RuntimeDefault", c.Name)
-	}
-	if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
-		is.add("pss", "container %q: procMount must be Default", c.Name)
-	}
-	for _, p := range c.Ports {
-		if p.HostPort != 0 {
-			is.add("pss", "container %q: hostPort %d", c.Name, p.HostPort)
-		}
 	}
 }
 
@@ -132,10 +126,4 @@ func allContainers(spec *corev1.PodSpec) []*corev1.Container {
 	return out
 }
 
-func isTrue(b *bool) bool { return b != nil && *b }
-
 func isID(id *int64) bool { return id != nil && *id == nonRootID }
-
-func isRuntimeDefault(p *corev1.SeccompProfile) bool {
-	return p != nil && p.Type == corev1.SeccompProfileTypeRuntimeDefault
-}

@@ -96,7 +96,7 @@ const (
 func (c *Config) sidecar(args []string, transparent bool, apps []container) sidecarContainer {
 	s := sidecarContainer{
 		Name: SidecarName, Image: cmp.Or(c.Image, DefaultImage), RestartPolicy: "Always", Args: args,
-		Ports: []port{{Name: "nat464-admin", ContainerPort: adminPort, Protocol: "TCP"}},
+		Ports:          []port{{Name: "nat464-admin", ContainerPort: adminPort, Protocol: "TCP"}},
 		StartupProbe:   httpProbe("/startupz", 1, 1, 60),
 		ReadinessProbe: httpProbe("/readyz", 5, 1, 2),
 		LivenessProbe:  httpProbe("/livez", 10, 2, 3),

@@ -41,6 +41,7 @@ func TestMetricsScrape(t *testing.T) {
 		"nat464_splice_pipes_in_use", "nat464_splice_calls_total", "nat464_resolver_cache_misses_total",
 		"nat464_nat64_prefix_info", "nat464_eyeballs_winners_total", "go_goroutines", "process_open_fds",
 		"nat464_policy_decisions_total", "nat464_policy_rules",
+		"nat464_admin_ready", "nat464_admin_ready_changes_total", "nat464_admin_draining", "nat464_admin_rejects_total",
 	} {
 		if !strings.Contains(body, "# TYPE "+family+" ") {
 			t.Errorf("/metrics lacks %s", family)

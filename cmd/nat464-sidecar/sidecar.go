@@ -117,7 +117,8 @@ func start(cfg *config.Config, lg *slog.Logger) (_ *sidecar, err error) {
 	sc.plan = plan
 	sc.admin = &admin.Server{Addr: cfg.AdminListen, Gatherer: reg, Pprof: cfg.Pprof, Info: sc.info,
 		Live: []admin.Check{{Name: "event_loops", Fn: loop.Alive(sc.front)}}, Ready: sc.readyChecks(),
-		Rejects: admin.NewRejects(reg), Clients: sc.srcs.handler()}
+		Rejects: admin.NewRejects(reg), Clients: sc.srcs.handler(),
+		Probes: admin.NewProbeMetrics(reg)}
 	if cfg.AdminListen != "off" {
 		addr, err := sc.admin.Start()
 		if err != nil {
