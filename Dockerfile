@@ -18,7 +18,7 @@ RUN --mount=type=cache,target=/root/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-        -o /out/nat464-sidecar ./cmd/nat464-sidecar
+        -o /out/ ./cmd/nat464-sidecar ./cmd/nat464-injector
 
 FROM gcr.io/distroless/static-debian12:nonroot
 ARG VERSION=dev
@@ -31,6 +31,8 @@ LABEL org.opencontainers.image.title="nat464-sidecar" \
       org.opencontainers.image.source="https://github.com/nat464/nat464-sidecar" \
       org.opencontainers.image.licenses="${LICENSES}"
 COPY --from=build --chown=0:0 --chmod=0555 /out/nat464-sidecar /nat464-sidecar
+# The admission webhook (deploy/injector runs it as the command); the sidecar is the entrypoint.
+COPY --from=build --chown=0:0 --chmod=0555 /out/nat464-injector /nat464-injector
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (it cannot resolve a user name).
 USER 65532:65532
 # Inbound (default mapping), outbound proxy (on 127.0.0.1 by default), admin/probes/metrics.

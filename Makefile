@@ -81,8 +81,9 @@ check: ## gofmt, go vet, cross-build for darwin (keeps the portable fallback com
 
 image: ## build the container image without Docker: dist/nat464-sidecar-oci.tar, or under DIST=dir (load with docker/podman load -i, or skopeo copy oci-archive:)
 	mkdir -p $(DIST)
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/nat464-sidecar ./cmd/nat464-sidecar
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/ ./cmd/nat464-sidecar ./cmd/nat464-injector
 	cd deploy && SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/mkimage -binary $(abspath $(DIST))/nat464-sidecar \
+		-injector $(abspath $(DIST))/nat464-injector \
 		-version $(VERSION) -revision=$(REVISION) -o $(abspath $(DIST))/nat464-sidecar-oci.tar
 
 docker-image: ## build the same image with a Docker engine (distroless base; needs a Docker daemon)

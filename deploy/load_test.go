@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,6 +34,42 @@ var kinds = map[string]func() any{
 	"v1/Namespace":       func() any { return &corev1.Namespace{} },
 	"v1/ConfigMap":       func() any { return &corev1.ConfigMap{} },
 	"apps/v1/Deployment": func() any { return &appsv1.Deployment{} },
+	"admissionregistration.k8s.io/v1/MutatingWebhookConfiguration": func() any {
+		return &admissionregistrationv1.MutatingWebhookConfiguration{}
+	},
+	"cert-manager.io/v1/Issuer":      func() any { return &certManagerIssuer{} },
+	"cert-manager.io/v1/Certificate": func() any { return &certManagerCertificate{} },
+}
+
+// certManagerIssuer and certManagerCertificate are the fields of cert-manager's CRDs the
+// injector's manifests use (cert-manager.io/v1), decoded as strictly as the built-in kinds: a
+// field spelled wrong fails the test. (Not the cert-manager module: it would pull in far more
+// than two types.)
+type certManagerIssuer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SelfSigned *struct{} `json:"selfSigned,omitempty"`
+		CA         *struct {
+			SecretName string `json:"secretName"`
+		} `json:"ca,omitempty"`
+	} `json:"spec"`
+}
+
+type certManagerCertificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretName  string           `json:"secretName"`
+		DNSNames    []string         `json:"dnsNames"`
+		Duration    *metav1.Duration `json:"duration,omitempty"`
+		RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+		IssuerRef   struct {
+			Name  string `json:"name"`
+			Kind  string `json:"kind"`
+			Group string `json:"group,omitempty"`
+		} `json:"issuerRef"`
+	} `json:"spec"`
 }
 
 // isKustomization reports whether a file name is one kustomize reads as its configuration.

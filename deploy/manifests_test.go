@@ -10,6 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
+// injectorLabel and injectorName mark the injector's own pods and Service (deploy/injector).
+const injectorLabel, injectorName = "app.kubernetes.io/name", "nat464-injector"
+
 // checkSet runs every check over a set of objects that are deployed together (one directory, or
 // one kustomize build): each pod spec, each Service against the pods it selects, each Namespace.
 func checkSet(objs []object, twins map[string]bool) (issues, int) {
@@ -18,6 +21,9 @@ func checkSet(objs []object, twins map[string]bool) (issues, int) {
 	sidecars := map[int]sidecar{}
 	for i, p := range pods {
 		checkPodSecurity(p.meta, p.spec, &is)
+		if p.labels[injectorLabel] == injectorName {
+			continue // the injector itself runs no sidecar (TestInjector tests what it injects)
+		}
 		c := findSidecar(p.spec, &is)
 		if c == nil {
 			continue
@@ -42,6 +48,9 @@ func checkSet(objs []object, twins map[string]bool) (issues, int) {
 		}
 	}
 	for _, s := range svcs {
+		if s.Spec.Selector[injectorLabel] == injectorName {
+			continue
+		}
 		checkService(s, pods, sidecars, &is)
 	}
 	for _, o := range objs {

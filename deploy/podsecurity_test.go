@@ -66,7 +66,12 @@ func TestPodSecurityAdmission(t *testing.T) {
 // TestPodSecurityRefuses breaks a copy of every pod template one way at a time and wants the
 // evaluator to refuse it for the matching reason, so TestPodSecurityAdmission can fail.
 func TestPodSecurityRefuses(t *testing.T) {
-	sidecarOf := func(s *corev1.PodSpec) *corev1.Container { return findSidecar(s, &issues{}) }
+	sidecarOf := func(s *corev1.PodSpec) *corev1.Container { // the injector's pod has none: its one container
+		if c := findSidecar(s, &issues{}); c != nil {
+			return c
+		}
+		return &s.Containers[0]
+	}
 	appOf := func(s *corev1.PodSpec) *corev1.Container { return &s.Containers[0] }
 	f, tr := false, true
 	breaks := []struct {

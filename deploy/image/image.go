@@ -25,6 +25,9 @@ import (
 // What the image runs, and as whom. The Dockerfile says the same.
 const (
 	Entrypoint = "/nat464-sidecar"
+	// Injector is where the image holds nat464-injector, when built with one (its Deployment
+	// runs it as the command).
+	Injector = "/nat464-injector"
 	User       = "65532:65532"
 	// DefaultName is the repository written into the layout's annotations.
 	DefaultName = "ghcr.io/nat464/nat464-sidecar"
@@ -48,6 +51,9 @@ var (
 type Options struct {
 	// Binary is the path of the static nat464-sidecar executable.
 	Binary string
+	// InjectorBinary, if set, is the path of the static nat464-injector executable, added as
+	// Injector (same architecture as Binary).
+	InjectorBinary string
 	// Version labels the image; if empty, "dev".
 	Version string
 	// Revision, if set, becomes the org.opencontainers.image.revision label.
@@ -102,7 +108,20 @@ func Build(o Options) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", err, o.Binary)
 	}
-	layerTar, err := rootfs(bin, o.created())
+	var inj []byte
+	if o.InjectorBinary != "" {
+		if inj, err = os.ReadFile(o.InjectorBinary); err != nil {
+			return nil, fmt.Errorf("image: %w", err)
+		}
+		injArch, err := inspectBinary(bytes.NewReader(inj))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", err, o.InjectorBinary)
+		}
+		if injArch != arch {
+			return nil, fmt.Errorf("%w: %s is %s, %s is %s", ErrArch, o.InjectorBinary, injArch, o.Binary, arch)
+		}
+	}
+	layerTar, err := rootfs(bin, inj, o.created())
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +141,7 @@ func Build(o Options) (v1.Image, error) {
 		Layer: layer,
 		History: v1.History{
 			Created:   v1.Time{Time: o.created()},
-			CreatedBy: "mkimage: " + Entrypoint + ", /etc/passwd, /etc/group",
+			CreatedBy: createdBy(inj != nil),
 		},
 	})
 	if err != nil {
@@ -170,7 +189,14 @@ const (
 )
 
 // rootfs returns the layer's uncompressed tar: every entry owned by root, stamped with mtime.
-func rootfs(bin []byte, mtime time.Time) ([]byte, error) {
+func createdBy(injector bool) string {
+	if injector {
+		return "mkimage: " + Entrypoint + ", " + Injector + ", /etc/passwd, /etc/group"
+	}
+	return "mkimage: " + Entrypoint + ", /etc/passwd, /etc/group"
+}
+
+func rootfs(bin, injector []byte, mtime time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	entries := []struct {
@@ -182,6 +208,13 @@ func rootfs(bin []byte, mtime time.Time) ([]byte, error) {
 		{"etc/group", 0o644, []byte(etcGroup)},
 		{"etc/passwd", 0o644, []byte(etcPasswd)},
 		{strings.TrimPrefix(Entrypoint, "/"), 0o555, bin},
+	}
+	if injector != nil {
+		entries = append(entries, struct {
+			name string
+			mode int64
+			body []byte
+		}{strings.TrimPrefix(Injector, "/"), 0o555, injector})
 	}
 	for _, e := range entries {
 		h := &tar.Header{

@@ -205,3 +205,31 @@ func dynamicBinary(t *testing.T) string {
 	}
 	return ""
 }
+
+// TestImageWithInjector: -injector adds /nat464-injector beside the sidecar, byte for byte,
+// root-owned 0555; the entrypoint stays the sidecar's.
+func TestImageWithInjector(t *testing.T) {
+	bin := sidecarBinary(t)
+	inj := filepath.Join(t.TempDir(), "nat464-injector")
+	b, err := os.ReadFile(bin) // any static binary of the same architecture stands in
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(inj, b, 0o755)
+	path, _ := buildArchive(t, Options{Binary: bin, InjectorBinary: inj, Version: testVersion}, t.TempDir(), "oci.tar")
+	_, img := openArchive(t, path)
+	files := layerFiles(t, img)
+	if want := []string{"etc/", "etc/group", "etc/passwd", "nat464-injector", "nat464-sidecar"}; !slices.Equal(slices.Sorted(maps.Keys(files)), want) {
+		t.Errorf("layer holds %q, want %q", slices.Sorted(maps.Keys(files)), want)
+	}
+	if f := files["nat464-injector"]; f.hdr == nil || f.hdr.Mode != 0o555 || f.hdr.Uid != 0 || !bytes.Equal(f.body, b) {
+		t.Errorf("nat464-injector in the layer: %+v", f.hdr)
+	}
+	cf, _ := img.ConfigFile()
+	if !slices.Equal(cf.Config.Entrypoint, []string{Entrypoint}) {
+		t.Errorf("entrypoint %q", cf.Config.Entrypoint)
+	}
+	if _, err := Build(Options{Binary: bin, InjectorBinary: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Error("a missing injector binary was accepted")
+	}
+}

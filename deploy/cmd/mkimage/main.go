@@ -34,6 +34,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	var o image.Options
 	fs.StringVar(&o.Binary, "binary", "", "static nat464-sidecar executable (required)")
+	fs.StringVar(&o.InjectorBinary, "injector", "", "static nat464-injector executable, added as /nat464-injector")
 	fs.StringVar(&o.Version, "version", "dev", "version label and tag")
 	fs.StringVar(&o.Revision, "revision", "", "source revision label (e.g. the git commit)")
 	fs.StringVar(&o.Source, "source", image.DefaultSource, "source repository label")
