@@ -28,7 +28,7 @@ const (
 	// Injector is where the image holds nat464-injector, when built with one (its Deployment
 	// runs it as the command).
 	Injector = "/nat464-injector"
-	User       = "65532:65532"
+	User     = "65532:65532"
 	// DefaultName is the repository written into the layout's annotations.
 	DefaultName = "ghcr.io/nat464/nat464-sidecar"
 	// DefaultSource is the org.opencontainers.image.source label.
