@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // collection is the API path objects of obj's type are created at; namespaced ones in ns.
@@ -34,25 +35,18 @@ func collection(obj any, ns string) (string, error) {
 	return "", fmt.Errorf("no API path for %T", obj)
 }
 
-// inNamespace returns a copy of a namespaced object moved to ns (a Namespace as it is).
+// inNamespace returns a copy of a namespaced object moved to ns (a cluster-scoped one as it is).
 func inNamespace(obj any, ns string) any {
-	switch v := obj.(type) {
-	case *corev1.Pod:
-		c := v.DeepCopy()
-		c.Namespace = ns
-		return c
-	case *corev1.Service:
-		c := v.DeepCopy()
-		c.Namespace = ns
-		return c
-	case *corev1.ConfigMap:
-		c := v.DeepCopy()
-		c.Namespace = ns
-		return c
-	case *appsv1.Deployment:
-		c := v.DeepCopy()
-		c.Namespace = ns
-		return c
+	switch obj.(type) {
+	case *corev1.Namespace, *admissionregistrationv1.MutatingWebhookConfiguration:
+		return obj
+	}
+	if o, ok := obj.(runtime.Object); ok {
+		c := o.DeepCopyObject()
+		if m, ok := c.(metav1.Object); ok {
+			m.SetNamespace(ns)
+			return c
+		}
 	}
 	return obj
 }
