@@ -98,7 +98,7 @@ func startAPIServer(bin string) (_ *apiServer, err error) {
 		return nil, err
 	}
 	var procs []*exec.Cmd
-	var logs []*bytes.Buffer
+	var logs []*lockedBuffer // written by the children while an error path reads them
 	stop := func() {
 		for _, p := range procs {
 			p.Process.Signal(syscall.SIGTERM)
@@ -123,13 +123,13 @@ func startAPIServer(bin string) (_ *apiServer, err error) {
 	}()
 	start := func(name string, args ...string) error {
 		cmd := exec.Command(filepath.Join(bin, name), args...)
-		var log bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &log, &log
+		log := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = log, log
 		cmd.Dir = work
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		procs, logs = append(procs, cmd), append(logs, &log)
+		procs, logs = append(procs, cmd), append(logs, log)
 		return nil
 	}
 	ports := make([]int, 3)

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -71,15 +70,11 @@ func startInjector(t *testing.T, certFile, keyFile string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/nat464-injector: %v\n%s", err, out)
 	}
-	port, err := freeTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp4", "127.0.0.1:0"))
 	cmd := exec.Command(bin, "--listen", addr, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--dns-upstream", "[2001:db8:96::a]:53", "--image", "registry.example/nat464-sidecar:test")
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
+	log := &lockedBuffer{} // the injector writes while a failure reads
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
